@@ -1,0 +1,1 @@
+"""Analysis engine: ingest incident files into Arrow tables, run detectors, rank verdicts."""

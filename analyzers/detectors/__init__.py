@@ -1,0 +1,1 @@
+"""Detectors: one module per root-cause pattern, listed explicitly in :mod:`.registry`."""

@@ -1,0 +1,22 @@
+"""Detector ``input-stall`` (being written)."""
+
+from __future__ import annotations
+
+from ..report import Verdict
+from ..tables import Tables
+from .base import Detector
+
+
+def detect(tables: Tables) -> list[Verdict]:
+    """Not yet implemented."""
+    return []
+
+
+DETECTOR = Detector(
+    id="input-stall",
+    summary="(being written)",
+    sources=("pyspy",),
+    tables=("stacks", "identity"),
+    detect=detect,
+    scope=__name__,
+)

@@ -1,0 +1,22 @@
+"""Detector ``nccl-transport-error`` (being written)."""
+
+from __future__ import annotations
+
+from ..report import Verdict
+from ..tables import Tables
+from .base import Detector
+
+
+def detect(tables: Tables) -> list[Verdict]:
+    """Not yet implemented."""
+    return []
+
+
+DETECTOR = Detector(
+    id="nccl-transport-error",
+    summary="(being written)",
+    sources=("app_log",),
+    tables=("app_events", "identity"),
+    detect=detect,
+    scope=__name__,
+)

@@ -1,0 +1,22 @@
+"""Placeholder parser for the dcgm source (being written)."""
+
+from __future__ import annotations
+
+from ..selftel import SourceWire
+from .base import NO_CLAIM, FileContext, ParseOutput, SourceParser
+
+
+class DcgmParser(SourceParser):
+    """Not yet implemented: claims no file."""
+
+    source = "dcgm"
+    tables = ("gpu_metrics",)
+    telemetry = SourceWire(component_id="dcgm", scope=__name__)
+
+    def sniff(self, head: bytes, name: str) -> int:
+        """Claims nothing yet."""
+        return NO_CLAIM
+
+    def parse(self, ctx: FileContext) -> ParseOutput:
+        """Reads nothing yet."""
+        return ParseOutput()

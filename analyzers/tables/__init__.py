@@ -1,0 +1,137 @@
+"""Table contract: conform parser output to the fixed schemas and hand tables to detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .schemas import SCHEMAS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+class SchemaMismatchError(ValueError):
+    """Parser output does not fit its table's schema; lists every problem at once."""
+
+
+def empty(name: str) -> pa.Table:
+    """An empty table with the schema of ``name``."""
+    return SCHEMAS[name].empty_table()
+
+
+def conform(name: str, data: pa.Table | Mapping[str, Any]) -> pa.Table:
+    """Cast ``data`` (a table or a dict of columns) to the schema of ``name``.
+
+    Missing nullable columns are filled with nulls, columns are reordered, types are cast safely;
+    unknown columns and unsafe casts are errors, all reported together.
+    """
+    schema = SCHEMAS[name]
+    if isinstance(data, pa.Table):
+        columns = {field_name: data.column(field_name) for field_name in data.column_names}
+        length = data.num_rows
+    else:
+        columns = dict(data)
+        length = _common_length(name, columns)
+    problems: list[str] = []
+    unknown = sorted(set(columns) - set(schema.names))
+    if unknown:
+        problems.append(f"unknown columns {unknown}")
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    for field in schema:
+        if field.name not in columns:
+            if not field.nullable:
+                problems.append(f"missing required column {field.name!r}")
+                arrays.append(pa.nulls(length, field.type))
+                continue
+            arrays.append(pa.nulls(length, field.type))
+            continue
+        value = columns[field.name]
+        try:
+            if isinstance(value, (pa.Array, pa.ChunkedArray)):
+                array = value if value.type == field.type else value.cast(field.type, safe=True)
+            else:
+                array = pa.array(value, type=field.type, from_pandas=False)
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            pa.ArrowNotImplementedError,
+            TypeError,
+            ValueError,
+        ) as exc:
+            problems.append(f"column {field.name!r}: {exc}")
+            array = pa.nulls(length, field.type)
+        if not field.nullable and array.null_count:
+            problems.append(f"column {field.name!r} has {array.null_count} nulls but is required")
+        arrays.append(array)
+    if problems:
+        raise SchemaMismatchError(f"{name}: " + "; ".join(problems))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _common_length(name: str, columns: Mapping[str, Any]) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise SchemaMismatchError(f"{name}: columns have different lengths {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def concat(name: str, parts: Iterable[pa.Table]) -> pa.Table:
+    """Concatenate conformed tables of one schema without copying buffers."""
+    tables = [p for p in parts if p.num_rows]
+    if not tables:
+        return empty(name)
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+class Tables(Mapping[str, pa.Table]):
+    """All tables of one incident, by name; absent tables read as empty ones.
+
+    Detectors receive this and use :meth:`df` for Polars frames (converted once, cached).
+    """
+
+    def __init__(self, tables: Mapping[str, pa.Table] | None = None) -> None:
+        self._tables: dict[str, pa.Table] = dict(tables or {})
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name in self._tables:
+            return self._tables[name]
+        if name in SCHEMAS:
+            return empty(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def has(self, name: str) -> bool:
+        """True when the table exists and has at least one row."""
+        table = self._tables.get(name)
+        return table is not None and table.num_rows > 0
+
+    def df(self, name: str) -> pl.DataFrame:
+        """The table as a Polars DataFrame (zero-copy where Arrow allows)."""
+        import polars as pl
+
+        frame = self._frames.get(name)
+        if frame is None:
+            converted = pl.from_arrow(self[name], rechunk=False)
+            assert isinstance(converted, pl.DataFrame)
+            frame = converted
+            self._frames[name] = frame
+        return frame
+
+    def with_table(self, name: str, table: pa.Table) -> Tables:
+        """A copy with ``name`` replaced."""
+        tables = dict(self._tables)
+        tables[name] = table
+        return Tables(tables)
+
+    def names(self) -> list[str]:
+        """Names of tables that exist (possibly empty)."""
+        return sorted(self._tables)

@@ -1,0 +1,1 @@
+"""Renderers: rich (terminal), JSON (the contract) and Markdown (tickets). Layout only."""

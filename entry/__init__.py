@@ -1,0 +1,3 @@
+"""tracecore: forensic analyzer for distributed-training incidents."""
+
+__version__ = "0.1.0"
