@@ -1,0 +1,1 @@
+"""Shared test helpers: every test module imports from here instead of re-implementing."""
