@@ -193,6 +193,7 @@ KERNEL_EVENTS = _schema(
     PID,
     col("comm", pa.string(), "Process name the kernel names"),
     col("message", pa.string(), "Message text without the envelope"),
+    col("trace", pa.list_(pa.string()), "Call-trace symbols of a multi-line record (hung task, oops), innermost first"),
     col("count", pa.int64(), "Identical lines collapsed into this row (floods)"),
     col("last_ts_ns", pa.int64(), "Time of the last collapsed line, UTC ns"),
 )
