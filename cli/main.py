@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -13,7 +14,46 @@ from tracecore.analyzers.errors import ExitCode, TracecoreError
 from .commands import COMMANDS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class TracecoreGroup(click.Group):
+    """The root group: turns every failure into a one-line message and a documented exit code.
+
+    Done in ``main`` (not a wrapper function) so the console script and Click's test runner
+    behave the same.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        """Run the group; exit with the code the failure calls for."""
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args=argv, prog_name=prog_name or "tracecore", standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            _fail("aborted", ExitCode.INTERNAL)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except TracecoreError as exc:
+            _fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", ExitCode.INTERNAL)
+        except BrokenPipeError:
+            sys.exit(ExitCode.OK)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+                ExitCode.INTERNAL,
+            )
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+@click.group(
+    cls=TracecoreGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, "--version", prog_name="tracecore", message="%(prog)s %(version)s")
 def tracecore() -> None:
     """Find the root cause of a distributed-training incident.
@@ -40,28 +80,5 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI, turning every failure into a one-line message and a documented exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        code = tracecore.main(args=argv, prog_name="tracecore", standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted", ExitCode.INTERNAL)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except TracecoreError as exc:
-        _fail(exc.message, exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", ExitCode.INTERNAL)
-    except BrokenPipeError:
-        sys.exit(ExitCode.OK)
-    except Exception as exc:
-        if debug:
-            raise
-        _fail(
-            f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
-            ExitCode.INTERNAL,
-        )
-    sys.exit(code if isinstance(code, int) else ExitCode.OK)
+    """Console-script entry point."""
+    tracecore.main(args=argv)
