@@ -83,6 +83,7 @@ def analyze_ingested(
         window_start_ns=correlation.window_start_ns,
         window_end_ns=correlation.window_end_ns,
         notes=correlation.notes,
+        summary=correlation.summary,
     )
 
 

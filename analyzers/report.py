@@ -341,6 +341,7 @@ class Report:
     window_start_ns: int | None = None
     window_end_ns: int | None = None
     notes: list[str] = field(default_factory=list)
+    summary: str | None = None
 
     def verdict(self, verdict_id: str) -> Verdict | None:
         """The verdict with that id, if any."""
@@ -361,6 +362,7 @@ class Report:
             },
             "ingest": self.ingest.to_dict(),
             "root_cause": self.root_cause,
+            "summary": self.summary,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "notes": list(self.notes),
         }

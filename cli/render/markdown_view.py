@@ -21,7 +21,7 @@ def render_markdown(report: Report, out: TextIO) -> None:
     root = report.verdict(report.root_cause) if report.root_cause else None
     if root is not None:
         write(f"**Root cause ({root.id}, {root.pattern}, confidence {root.confidence.value}):** ")
-        write(markdown_text(root.title) + "\n\n")
+        write(markdown_text(report.summary or root.title) + "\n\n")
     elif report.verdicts:
         write("**Root cause:** not determined; see the findings below.\n\n")
     else:
@@ -41,6 +41,8 @@ def render_markdown(report: Report, out: TextIO) -> None:
         for verdict in findings:
             _verdict_section(verdict, write)
         write("</details>\n\n")
+    for note in report.notes:
+        write(f"Note: {markdown_text(note)}\n\n")
     write("## Ingest ledger\n\n| source | files | records | rejected |\n|---|---|---|---|\n")
     for source, files, records, rejected in ledger_rows(report):
         write(f"| {markdown_text(source)} | {files} | {records} | {markdown_text(rejected)} |\n")

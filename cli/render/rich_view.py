@@ -35,7 +35,7 @@ def render_rich(report: Report, console: Console, *, show_findings: bool = False
     if root is not None:
         headline = Text.assemble(
             ("Root cause: ", "bold"),
-            safe(root.title, "bold"),
+            safe(report.summary or root.title, "bold"),
             (f"  [{root.pattern}, confidence {root.confidence.value}]", "dim"),
         )
         console.print(Panel(headline, border_style="red", expand=True))
@@ -74,6 +74,8 @@ def render_rich(report: Report, console: Console, *, show_findings: bool = False
                     safe(verdict.title),
                 )
             console.print(table)
+    for note in report.notes:
+        console.print(safe("note: " + note, "dim"))
     console.print(_ledger_table(report))
     skipped, problems = report.ingest.skipped_files, report.ingest.problems
     if skipped or problems:
