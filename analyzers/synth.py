@@ -163,15 +163,14 @@ def rank_entries(spec: SynthSpec, rank: int) -> dict[str, Any]:
             add("tp", "coalesced", [], [], p2p=True)
         step += 1
     entries = entries[-spec.entries :]
-    if spec.fault in ("missing-rank", "xid79"):
-        if rank != spec.culprit:
-            add("default", "all_reduce", [[1]], [[1]])
-            last = entries[-1]
-            last.update(state="started", time_discovered_completed_ns=None, retired=False)
-            del last["duration_ms"]
-            entries = entries[-spec.entries :]
+    if spec.fault in ("missing-rank", "xid79") and rank != spec.culprit:
+        add("default", "all_reduce", [[1]], [[1]])
+        last = entries[-1]
+        last.update(state="started", time_discovered_completed_ns=None, retired=False)
+        del last["duration_ms"]
+        entries = entries[-spec.entries :]
     status = {}
-    for group, pg_id in pg_ids.items():
+    for pg_id in pg_ids.values():
         seqs = [e["collective_seq_id"] for e in entries if e["pg_id"] == pg_id and not e["is_p2p"]]
         done = [
             e["collective_seq_id"]
