@@ -280,13 +280,8 @@ def dcgm_scrapes(spec: SynthSpec, host: int, gpus: int, rng: random.Random) -> s
     return "\n".join(out) + "\n"
 
 
-def write_incident(spec: SynthSpec, out: Path) -> dict[str, int]:
-    """Write the synthetic incident under ``out``; returns counts of what was written."""
-    if spec.fault not in FAULTS:
-        raise ValueError(f"unknown fault {spec.fault!r} (known: {', '.join(FAULTS)})")
-    if spec.ranks % spec.hosts:
-        raise ValueError("ranks must be a multiple of hosts")
-    out.mkdir(parents=True, exist_ok=True)
+def write_manifest(spec: SynthSpec, out: Path) -> None:
+    """``incident.toml`` mapping every rank to its host, local rank, GPU index and PCI id."""
     per_host = spec.ranks // spec.hosts
     manifest = ["[job]", 'name = "synthetic"', f"world_size = {spec.ranks}", ""]
     for rank in range(spec.ranks):
@@ -302,7 +297,19 @@ def write_incident(spec: SynthSpec, out: Path) -> dict[str, int]:
         ]
     for host in range(spec.hosts):
         manifest += ["[[hosts]]", f'name = "node-{host}"', 'boot_time = "2026-11-27T07:00:00Z"', ""]
+    out.mkdir(parents=True, exist_ok=True)
     (out / "incident.toml").write_text("\n".join(manifest))
+
+
+def write_incident(spec: SynthSpec, out: Path) -> dict[str, int]:
+    """Write the synthetic incident under ``out``; returns counts of what was written."""
+    if spec.fault not in FAULTS:
+        raise ValueError(f"unknown fault {spec.fault!r} (known: {', '.join(FAULTS)})")
+    if spec.ranks % spec.hosts:
+        raise ValueError("ranks must be a multiple of hosts")
+    out.mkdir(parents=True, exist_ok=True)
+    per_host = spec.ranks // spec.hosts
+    write_manifest(spec, out)
     written = {"fr_files": 0, "fr_entries": 0, "kernel_lines": 0, "dcgm_samples": 0}
     for rank in range(spec.ranks):
         dump = rank_entries(spec, rank)
