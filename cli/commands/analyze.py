@@ -8,16 +8,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from tracecore.analyzers.errors import ExitCode, IncidentInputError
 from tracecore.analyzers.report import Report, Severity
-from tracecore.analyzers.selftel import ExporterWire, SelfTel
 
 from ..app import error_console, result_console
 from ..options import debug_option, incident_argument, jobs_option
+
+if TYPE_CHECKING:
+    from tracecore.analyzers.selftel import ExporterWire, SelfTel
 
 FORMATS = ("rich", "json", "markdown")
 FAIL_ON = ("critical", "error", "warning", "info", "never")

@@ -8,8 +8,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from tracecore.analyzers.errors import ExitCode, IncidentInputError, TracecoreError
 from tracecore.analyzers.expectations import CheckResult
@@ -72,6 +70,9 @@ def check_command(corpus: str, junit: str | None, jobs: int | None) -> None:
                 time.perf_counter() - started,
             )
         )
+    from rich.table import Table
+    from rich.text import Text
+
     console = result_console(sys.stdout)
     table = Table(title=f"tracecore check {corpus}")
     for column in ("incident", "expected", "got", "result"):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from ..app import result_console
 
@@ -16,6 +14,9 @@ def detectors_command(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     import sys
+
+    from rich.table import Table
+    from rich.text import Text
 
     from tracecore.analyzers.detectors.registry import DETECTORS
 
