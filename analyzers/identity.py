@@ -11,12 +11,15 @@ from dataclasses import replace
 import polars as pl
 import pyarrow as pa
 
+from .clock import HOURS_NS, estimate_offsets, shift_host_times
 from .ingest.engine import IngestResult
 from .ingest.manifest import Manifest
+from .report import Problem
 from .tables import Tables, conform
 
-# Tables whose ``ts_ns`` columns are host-clock readings and get the host's offset removed.
+# Host-clock columns per table: the host's offset is removed from these.
 _TIME_COLUMNS = {
+    "fr_entries": ("ts_ns", "time_created_ns", "time_started_ns", "time_completed_ns"),
     "kernel_events": ("ts_ns", "last_ts_ns"),
     "app_events": ("ts_ns",),
     "stacks": ("ts_ns",),
@@ -25,30 +28,37 @@ _TIME_COLUMNS = {
 
 
 def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
-    """Correct host clocks, fill ranks from the manifest pid map, and add the identity table."""
+    """Correct host clocks (manifest, else estimated), fill ranks from the pid map, add ``identity``."""
     tables = dict(result.tables.items())
     manifest = result.manifest
+    notes = list(result.notes)
+    problems = list(result.summary.problems)
+    offsets = {h.name: int(h.clock_offset_ms * 1_000_000) for h in manifest.hosts if h.clock_offset_ms}
+    declared = frozenset(h.name for h in manifest.hosts if h.clock_offset_ms)
+    for estimate in estimate_offsets(Tables(tables), declared):
+        if abs(estimate.offset_ns) >= HOURS_NS:
+            problems.append(
+                Problem(
+                    "(clock)",
+                    None,
+                    f"clock of host {estimate.host} disagrees with the other hosts by "
+                    f"{estimate.offset_ns / HOURS_NS:+.1f} h; corrected, but check its time zone and NTP",
+                )
+            )
+        if estimate.significant:
+            offsets[estimate.host] = estimate.offset_ns
+            notes.append(estimate.describe() + "; corrected")
     for name, columns in _TIME_COLUMNS.items():
-        if name in tables and tables[name].num_rows:
-            tables[name] = _apply_clock_offsets(name, tables[name], manifest, columns)
+        if name in tables and tables[name].num_rows and offsets:
+            frame = pl.from_arrow(tables[name])
+            assert isinstance(frame, pl.DataFrame)
+            tables[name] = conform(name, shift_host_times(frame, columns, offsets).to_arrow())
     for name in ("stacks", "app_events", "kernel_events"):
         if name in tables and tables[name].num_rows:
             tables[name] = _fill_rank_from_pid(name, tables[name], manifest)
     tables["identity"] = build_identity(Tables(tables), manifest)
-    return replace(result, tables=Tables(tables))
-
-
-def _apply_clock_offsets(
-    name: str, table: pa.Table, manifest: Manifest, columns: tuple[str, ...]
-) -> pa.Table:
-    offsets = {h.name: int(h.clock_offset_ms * 1_000_000) for h in manifest.hosts if h.clock_offset_ms}
-    if not offsets:
-        return table
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    offset = pl.col("host").replace_strict(offsets, default=0, return_dtype=pl.Int64)
-    frame = frame.with_columns([(pl.col(c) - offset).alias(c) for c in columns])
-    return conform(name, frame.to_arrow())
+    summary = replace(result.summary, problems=problems)
+    return replace(result, tables=Tables(tables), notes=notes, summary=summary)
 
 
 def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Table:

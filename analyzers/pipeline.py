@@ -82,7 +82,7 @@ def analyze_ingested(
         root_cause=correlation.root_cause,
         window_start_ns=correlation.window_start_ns,
         window_end_ns=correlation.window_end_ns,
-        notes=correlation.notes,
+        notes=[*enriched.notes, *correlation.notes],
         summary=correlation.summary,
     )
 

@@ -56,6 +56,7 @@ class IngestResult:
     summary: IngestSummary
     manifest: Manifest
     files: list[DiscoveredFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @contextmanager
