@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tracecore import __version__
 
+from .bundle import BundleLimits, printable
 from .correlation import correlate
 from .detectors.base import Detector
 from .detectors.registry import DETECTORS
@@ -94,9 +95,13 @@ def analyze(
     selftel: SelfTel = NOOP,
     progress: ProgressCallback | None = None,
     raise_errors: bool = False,
+    limits: BundleLimits | None = None,
 ) -> Report:
-    """Analyze an incident directory (or an ingested table directory) and return the report."""
-    from .bundle import open_incident
+    """Analyze an incident directory, bundle archive or ingested table directory; return the report.
+
+    ``limits`` bound what a bundle may unpack to and any single compressed file's size.
+    """
+    from .bundle import open_bundle
     from .tablestore import is_table_dir, load_table_dir
 
     if not path.exists():
@@ -104,6 +109,15 @@ def analyze(
     if is_table_dir(path):
         result = load_table_dir(path)
         return analyze_ingested(result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path))
-    with open_incident(path) as root:
-        result = ingest(root, jobs=jobs, selftel=selftel, progress=progress)
+    limits = limits or BundleLimits()
+    with open_bundle(path, limits) as opened:
+        result = ingest(
+            opened.root,
+            jobs=jobs,
+            selftel=selftel,
+            progress=progress,
+            max_file_bytes=limits.file_limit,
+            extra_skipped=opened.skipped,
+            label=printable(str(path)),
+        )
         return analyze_ingested(result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path))

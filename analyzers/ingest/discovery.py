@@ -5,6 +5,7 @@ The rules are the input contract documented in docs/incident-dir.md.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
@@ -13,6 +14,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from ..report import SkippedFile
 from .base import SNIFF_BYTES, SourceParser
@@ -129,9 +131,27 @@ def host_from_path(rel: str, manifest: Manifest) -> str | None:
     return None
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading without ever blocking, and only if it is a regular file.
+
+    ``O_NONBLOCK`` keeps a FIFO (or a file swapped for one after the walk looked at it) from
+    hanging the command; the ``fstat`` on the open descriptor closes that race.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_head(path: Path, compression: str | None, limit: int = SNIFF_BYTES) -> bytes:
     """First ``limit`` bytes of the (decompressed) content."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         if compression == "gz":
             try:
                 return gzip.GzipFile(fileobj=handle).read(limit)
@@ -155,17 +175,49 @@ def _zstd_head(raw: bytes, limit: int) -> bytes:
 
 
 def read_all(path: Path, compression: str | None, max_bytes: int | None = None) -> bytes:
-    """Whole (decompressed) content; ``max_bytes`` bounds decompressed size (a bomb is cut off)."""
-    if compression == "gz":
-        with gzip.open(path, "rb") as handle:
-            return handle.read(max_bytes if max_bytes is not None else -1)
-    if compression == "zst":
-        import zstandard
+    """Whole (decompressed) content.
 
-        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-            return reader.read(max_bytes if max_bytes is not None else -1)
-    with open(path, "rb") as handle:
-        return handle.read(max_bytes if max_bytes is not None else -1)
+    ``max_bytes`` bounds the decompressed size: at most ``max_bytes + 1`` bytes are returned, so a
+    caller sees that the limit was crossed (a decompression bomb) without ever holding more.
+    A truncated compressed stream returns what could be decompressed before the damage.
+    """
+    want = -1 if max_bytes is None else max_bytes + 1
+    with open_regular(path) as handle:
+        if compression == "gz":
+            return _read_partial(
+                gzip.GzipFile(fileobj=handle), want, (EOFError, zlib.error, gzip.BadGzipFile)
+            )
+        if compression == "zst":
+            import zstandard
+
+            with zstandard.ZstdDecompressor().stream_reader(handle) as reader:
+                return _read_partial(reader, want, (zstandard.ZstdError,))
+        return handle.read(want)
+
+
+class TruncatedStream(bytes):
+    """Decompressed bytes of a damaged stream; ``error`` says what stopped decompression."""
+
+    error: str = ""
+
+
+def _read_partial(reader: BinaryIO | Any, want: int, errors: tuple[type[BaseException], ...]) -> bytes:
+    """Read in chunks so a damaged stream still gives everything decompressed before the damage."""
+    chunks: list[bytes] = []
+    total = 0
+    while want < 0 or total < want:
+        size = (1 << 20) if want < 0 else min(1 << 20, want - total)
+        try:
+            chunk = reader.read(size)
+        except errors as exc:
+            data = TruncatedStream(b"".join(chunks))
+            data.error = " ".join(str(exc).split()) or type(exc).__name__
+            return data
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def compression_of(name: str) -> str | None:
@@ -183,7 +235,13 @@ def discover(root: Path, parsers: Sequence[SourceParser], manifest: Manifest) ->
     files: list[DiscoveredFile] = []
     skipped: list[SkippedFile] = []
     root_resolved = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+
+    def walk_error(exc: OSError) -> None:
+        # A folder that cannot be listed is reported, not silently dropped.
+        where = _rel(Path(exc.filename), root) if exc.filename else "."
+        skipped.append(SkippedFile(where + "/", f"folder not readable: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=walk_error):
         dirnames.sort()
         base = Path(dirpath)
         for dirname in list(dirnames):
@@ -260,13 +318,19 @@ def _unreadable_reason(path: Path, root_resolved: Path) -> str | None:
             target = path.resolve(strict=True)
         except RuntimeError:
             return "symbolic link loop"
-        except FileNotFoundError:
-            return "dangling symbolic link"
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop"
+            if exc.errno == errno.ENOENT:
+                return "dangling symbolic link"
             return f"unresolvable symbolic link: {exc.strerror or exc}"
+
         if not target.is_relative_to(root_resolved):
             return "symbolic link points outside the incident"
-        mode = target.stat().st_mode
+        try:
+            mode = target.stat().st_mode
+        except OSError as exc:
+            return f"cannot stat link target: {exc.strerror or exc}"
     else:
         mode = link_info.st_mode
     if stat.S_ISFIFO(mode):

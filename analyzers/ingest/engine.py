@@ -8,6 +8,7 @@ parsers build many short-lived containers and no cycles.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,11 +20,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import IncidentInputError
-from ..report import IngestSummary, Problem
+from ..report import IngestSummary, Problem, SkippedFile
 from ..selftel import NOOP, SelfTel
 from ..tables import SchemaMismatchError, Tables, concat, conform
 from .base import FileContext, ParseOutput
-from .discovery import DiscoveredFile, discover, read_all
+from .discovery import DiscoveredFile, TruncatedStream, discover, open_regular, read_all
 from .manifest import Manifest, load_manifest
 from .registry import PARSERS, parser_for
 
@@ -71,15 +72,32 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def parse_one(job: DiscoveredFile, manifest: Manifest) -> FileResult:
-    """Read and parse one file; never raises for bad content (failures come back as data)."""
+def parse_one(job: DiscoveredFile, manifest: Manifest, max_file_bytes: int = MAX_FILE_BYTES) -> FileResult:
+    """Read and parse one file; never raises for bad content (failures come back as data).
+
+    A file whose (decompressed) content exceeds ``max_file_bytes`` is not parsed: a single
+    ``.gz``/``.zst`` decompression bomb is refused for that file only, with a problem saying so.
+    """
     started = time.perf_counter()
     parser = parser_for(job.source)
     try:
-        data = read_all(job.path, job.compression, MAX_FILE_BYTES)
+        data = read_all(job.path, job.compression, max_file_bytes)
     except (OSError, EOFError, ValueError) as exc:
         output = ParseOutput(problems=[Problem(job.rel, None, f"cannot read: {_oneline(exc)}")])
         return FileResult(job.rel, job.source, output, job.size, time.perf_counter() - started, "unreadable")
+    if len(data) > max_file_bytes:
+        what = "decompressed content" if job.compression else "file"
+        output = ParseOutput(
+            problems=[
+                Problem(
+                    job.rel,
+                    None,
+                    f"{what} larger than {max_file_bytes} bytes, not read (possible decompression bomb; "
+                    "raise --max-bundle-bytes if genuine)",
+                )
+            ]
+        )
+        return FileResult(job.rel, job.source, output, job.size, time.perf_counter() - started, "too-large")
     ctx = FileContext(job.path, job.rel, data, job.host_hint, manifest, job.mtime_ns)
     failure: str | None = None
     try:
@@ -96,15 +114,28 @@ def parse_one(job: DiscoveredFile, manifest: Manifest) -> FileResult:
             problems=[Problem(job.rel, None, f"parser error ({type(exc).__name__}): {_oneline(exc)}")]
         )
         failure = "parser-error"
+    if isinstance(data, TruncatedStream):
+        output.problems.append(
+            Problem(
+                job.rel,
+                None,
+                f"compressed stream damaged after {len(data)} decompressed bytes ({_oneline_text(data.error)}); "
+                "records before the damage were read",
+            )
+        )
     return FileResult(job.rel, job.source, output, len(data), time.perf_counter() - started, failure)
 
 
-def _parse_batch(batch: list[DiscoveredFile], manifest: Manifest) -> list[FileResult]:
-    return [parse_one(job, manifest) for job in batch]
+def _parse_batch(batch: list[DiscoveredFile], manifest: Manifest, max_file_bytes: int) -> list[FileResult]:
+    return [parse_one(job, manifest, max_file_bytes) for job in batch]
 
 
 def _oneline(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _oneline_text(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 def default_jobs() -> int:
@@ -120,6 +151,7 @@ def parse_files(
     manifest: Manifest,
     jobs: int | None = None,
     progress: ProgressCallback | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> list[FileResult]:
     """Parse ``files`` serially or across worker processes; results keep the input order."""
     workers = default_jobs() if jobs is None else max(1, jobs)
@@ -132,7 +164,7 @@ def parse_files(
     results: list[FileResult] = []
     if not parallel:
         for index, job in enumerate(files):
-            results.append(parse_one(job, manifest))
+            results.append(parse_one(job, manifest, max_file_bytes))
             if progress:
                 progress(index + 1, len(files), job.rel)
         return results
@@ -143,7 +175,9 @@ def parse_files(
     context.set_forkserver_preload(["tracecore.analyzers.ingest.registry"])
     done = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for batch_results in pool.map(_parse_batch, batches, [manifest] * len(batches)):
+        for batch_results in pool.map(
+            _parse_batch, batches, [manifest] * len(batches), [max_file_bytes] * len(batches)
+        ):
             results.extend(batch_results)
             done += len(batch_results)
             if progress and batch_results:
@@ -171,8 +205,17 @@ def ingest(
     jobs: int | None = None,
     selftel: SelfTel = NOOP,
     progress: ProgressCallback | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    extra_skipped: Sequence[SkippedFile] = (),
+    label: str | None = None,
 ) -> IngestResult:
-    """Read an incident directory into tables. Raises :class:`IncidentInputError` when nothing is readable."""
+    """Read an incident directory into tables. Raises :class:`IncidentInputError` when nothing is readable.
+
+    ``max_file_bytes`` bounds one file's decompressed size; ``extra_skipped`` are entries not
+    extracted from a bundle (so the ledger accounts for them too). Files with identical content
+    are read once: each further copy is listed as skipped and reported as a problem naming both.
+    ``label`` names the incident in error messages (the bundle, not its temporary folder).
+    """
     if not root.exists():
         raise IncidentInputError(f"{root}: no such file or directory")
     if not root.is_dir():
@@ -180,13 +223,14 @@ def ingest(
     manifest = load_manifest(root)
     parsers = list(PARSERS)
     discovery = discover(root, parsers, manifest)
-    summary = IngestSummary(skipped_files=list(discovery.skipped))
+    summary = IngestSummary(skipped_files=[*extra_skipped, *discovery.skipped])
+    discovery.files = _drop_duplicates(discovery.files, summary)
     handles = {p.source: selftel.source(p.telemetry) for p in parsers}
     for discovered in discovery.files:
         summary.ledger(discovered.source).files_seen += 1
     if not discovery.files:
-        raise IncidentInputError(_nothing_ingestible_message(root, summary))
-    results = parse_files(discovery.files, manifest, jobs, progress)
+        raise IncidentInputError(_nothing_ingestible_message(label or str(root), summary))
+    results = parse_files(discovery.files, manifest, jobs, progress, max_file_bytes)
     per_table: dict[str, dict[str, list[pa.Table]]] = {}
     for result in results:
         ledger = summary.ledger(result.source)
@@ -220,7 +264,52 @@ def ingest(
     return IngestResult(root, Tables(tables), summary, manifest, discovery.files)
 
 
-def _nothing_ingestible_message(root: Path, summary: IngestSummary) -> str:
+def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> list[DiscoveredFile]:
+    """Keep the first of files with byte-identical content; report every further copy.
+
+    Only files whose on-disk size collides with another's are hashed, so the usual incident
+    (all sizes distinct) costs nothing. Duplicates are never merged silently: the copy is listed
+    as skipped and a problem names both files.
+    """
+    by_size: dict[int, list[DiscoveredFile]] = {}
+    for job in files:
+        by_size.setdefault(job.size, []).append(job)
+    duplicate_of: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first_by_digest: dict[bytes, str] = {}
+        for job in group:
+            digest = _content_digest(job.path)
+            if digest is None:
+                continue  # unreadable now: parse_one reports it
+            if digest in first_by_digest:
+                duplicate_of[job.rel] = first_by_digest[digest]
+            else:
+                first_by_digest[digest] = job.rel
+    if not duplicate_of:
+        return files
+    for rel in sorted(duplicate_of):
+        first = duplicate_of[rel]
+        summary.skipped_files.append(SkippedFile(rel, f"same content as {first} (read once)"))
+        summary.problems.append(
+            Problem(rel, None, f"duplicate input: {rel} has the same content as {first}; read once")
+        )
+    return [job for job in files if job.rel not in duplicate_of]
+
+
+def _content_digest(path: Path) -> bytes | None:
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        with open_regular(path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.digest()
+
+
+def _nothing_ingestible_message(root: str, summary: IngestSummary) -> str:
     if not summary.skipped_files:
         return f"{root}: no files found (empty incident directory)"
     count = len(summary.skipped_files)

@@ -16,7 +16,7 @@ from tracecore.analyzers.errors import ExitCode, IncidentInputError
 from tracecore.analyzers.report import Report, Severity
 
 from ..app import error_console, result_console
-from ..options import debug_option, incident_argument, jobs_option
+from ..options import bundle_limit_options, debug_option, incident_argument, jobs_option
 
 if TYPE_CHECKING:
     from tracecore.analyzers.selftel import ExporterWire, SelfTel
@@ -85,6 +85,7 @@ def selftel_options(fn: Callable[..., object]) -> Callable[..., object]:
 @click.option("--strict", is_flag=True, help="Exit 3 when any input record was rejected.")
 @click.option("--show-findings", is_flag=True, help="Expand secondary findings in the terminal report.")
 @jobs_option
+@bundle_limit_options
 @selftel_options
 @debug_option
 def analyze_command(
@@ -96,6 +97,8 @@ def analyze_command(
     strict: bool,
     show_findings: bool,
     jobs: int | None,
+    max_bundle_bytes: int,
+    max_bundle_files: int,
     selftel: str,
     selftel_file: str | None,
     export: str,
@@ -111,6 +114,7 @@ def analyze_command(
       tracecore analyze ./incident-dir --explain v2
     """
     from tracecore.analyzers import selftel as selftel_module
+    from tracecore.analyzers.bundle import BundleLimits
     from tracecore.analyzers.pipeline import analyze
 
     telemetry = selftel_module.from_cli(
@@ -122,7 +126,12 @@ def analyze_command(
     try:
         with _progress_reporter() as progress:
             report = analyze(
-                Path(incident), jobs=jobs, selftel=telemetry, progress=progress, raise_errors=debug
+                Path(incident),
+                jobs=jobs,
+                selftel=telemetry,
+                progress=progress,
+                raise_errors=debug,
+                limits=BundleLimits(max_bundle_bytes, max_bundle_files),
             )
         if explain_id is not None and report.verdict(explain_id) is None:
             known = ", ".join(v.id for v in report.verdicts) or "none"

@@ -10,7 +10,7 @@ import click
 from tracecore.analyzers.errors import IncidentInputError
 
 from ..app import error_console
-from ..options import incident_argument, jobs_option
+from ..options import bundle_limit_options, incident_argument, jobs_option
 
 
 @click.command("ingest")
@@ -24,7 +24,10 @@ from ..options import incident_argument, jobs_option
     help="Directory to write <table>.parquet files and tracecore-ingest.json into.",
 )
 @jobs_option
-def ingest_command(incident: str, out: str, jobs: int | None) -> None:
+@bundle_limit_options
+def ingest_command(
+    incident: str, out: str, jobs: int | None, max_bundle_bytes: int, max_bundle_files: int
+) -> None:
     """Read an incident into Arrow tables and write them as Parquet (for DuckDB / Polars users).
 
     The directory written can be given to `tracecore analyze` to re-run detectors without
@@ -35,7 +38,7 @@ def ingest_command(incident: str, out: str, jobs: int | None) -> None:
       tracecore ingest ./incident-dir --out tables/
       python -c "import polars as pl; print(pl.read_parquet('tables/kernel_events.parquet'))"
     """
-    from tracecore.analyzers.bundle import open_incident
+    from tracecore.analyzers.bundle import BundleLimits, open_bundle, printable
     from tracecore.analyzers.identity import apply_manifest_and_identity
     from tracecore.analyzers.ingest.engine import ingest
     from tracecore.analyzers.ingest.manifest import MANIFEST_NAME
@@ -44,8 +47,18 @@ def ingest_command(incident: str, out: str, jobs: int | None) -> None:
     path = Path(incident)
     if not path.exists():
         raise IncidentInputError(f"{path}: no such file or directory")
-    with open_incident(path) as root:
-        result = apply_manifest_and_identity(ingest(root, jobs=jobs))
+    limits = BundleLimits(max_bundle_bytes, max_bundle_files)
+    with open_bundle(path, limits) as opened:
+        root = opened.root
+        result = apply_manifest_and_identity(
+            ingest(
+                root,
+                jobs=jobs,
+                max_file_bytes=limits.file_limit,
+                extra_skipped=opened.skipped,
+                label=printable(str(path)),
+            )
+        )
         manifest_path = root / MANIFEST_NAME
         document = (
             tomllib.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None

@@ -78,13 +78,11 @@ def render_rich(report: Report, console: Console, *, show_findings: bool = False
         console.print(safe("note: " + note, "dim"))
     console.print(_ledger_table(report))
     skipped, problems = report.ingest.skipped_files, report.ingest.problems
-    if skipped or problems:
-        console.print(
-            Text(
-                f"{len(skipped)} file(s) skipped, {len(problems)} input problem(s): see --format json or `tracecore ingest`.",
-                style="dim",
-            )
-        )
+    if skipped:
+        console.print(_listing("Skipped files", [(s.file, s.reason) for s in skipped], ("file", "reason")))
+    if problems:
+        rows = [(f"{p.file}:{p.line}" if p.line is not None else p.file, p.problem) for p in problems]
+        console.print(_listing("Input problems", rows, ("where", "problem")))
 
 
 def render_verdict(verdict: Verdict, console: Console) -> None:
@@ -142,6 +140,21 @@ def _verdict_panel(verdict: Verdict, full: bool = False) -> Panel:
         title_align="left",
         border_style=SEVERITY_STYLE[verdict.severity].split()[-1],
     )
+
+
+LISTING_LIMIT = 20
+
+
+def _listing(title: str, rows: list[tuple[str, str]], columns: tuple[str, str]) -> Table:
+    """Skipped files or problems (input text, so every cell is literal), the first 20 shown."""
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left", show_lines=False)
+    table.add_column(columns[0], overflow="fold", ratio=1)
+    table.add_column(columns[1], overflow="fold", ratio=2)
+    for first, second in rows[:LISTING_LIMIT]:
+        table.add_row(safe(first, "cyan"), safe(second))
+    if len(rows) > LISTING_LIMIT:
+        table.add_row(Text(f"… {len(rows) - LISTING_LIMIT} more", style="dim"), Text("see --format json"))
+    return table
 
 
 def _ledger_table(report: Report) -> Table:

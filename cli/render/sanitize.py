@@ -18,12 +18,24 @@ _ESCAPES = re.compile(
     r"|[\x80-\x9f]"  # C1 controls
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Invisible characters that reorder or hide text (bidi overrides, "Trojan Source"), shown visibly.
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def clean_text(text: str) -> str:
-    """Remove escape sequences; show other control characters as visible ``\\xNN`` escapes."""
+    """Remove escape sequences; show other control characters as visible ``\\xNN`` escapes.
+
+    Newlines and tabs are kept (multi-line text stays readable); bidi and zero-width characters
+    are shown as ``\\uNNNN`` so text cannot be reordered or hidden on screen.
+    """
     without_escapes = _ESCAPES.sub("", text)
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", without_escapes)
+    visible = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", without_escapes)
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", visible)
+
+
+def _one_line(text: str) -> str:
+    """Markdown is line-structured: a newline in input text could start a heading or a link."""
+    return clean_text(text).replace("\r", "\\r").replace("\n", "\\n")
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~@&:])")
@@ -35,9 +47,9 @@ def markdown_text(text: str) -> str:
     Escaping ``@``, ``:``, ``<`` and brackets keeps a crafted line from creating mentions,
     autolinks, images or HTML.
     """
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", clean_text(text))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(text))
 
 
 def markdown_code(text: str) -> str:
     """Clean text for an inline code span (backticks cannot be escaped inside one: replaced)."""
-    return clean_text(text).replace("`", "ˋ")
+    return _one_line(text).replace("`", "ˋ")
