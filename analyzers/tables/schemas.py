@@ -213,6 +213,11 @@ APP_EVENTS = _schema(
     HOST,
     TS_NS,
     TS_TEXT,
+    col(
+        "ts_assumption",
+        pa.string(),
+        "What was assumed to make ts_ns (year of a glog stamp, zone), null if nothing",
+    ),
     PID,
     col("tid", pa.int64(), "Thread id from an NCCL prefix"),
     RANK,
@@ -222,7 +227,7 @@ APP_EVENTS = _schema(
     col(
         "kind",
         pa.string(),
-        "nccl_init, nccl_warn, watchdog_timeout, watchdog_failure, heartbeat, dump_signal, teardown, cuda_oom, cuda_error, elastic_failure, rendezvous_failure, other",
+        "nccl_init, nccl_info, nccl_warn, nccl_errprop, nccl_error, watchdog_timeout, watchdog_failure, heartbeat, dump_signal, teardown, desync, cuda_oom, cuda_error, elastic_failure, elastic_summary, rendezvous_failure, fatal_signal, exception, c10d (docs/app-logs.md), other",
     ),
     col("severity", pa.string(), "critical, error, warning or info"),
     col("seq", pa.int64(), "Collective sequence number named by the line"),
