@@ -74,7 +74,8 @@ def _verdict(group: OutlierGroup, missing: list[int], skew: int | None, sizes: l
         if group.dominant_waiting
         else ("is" if len(group.dominant) == 1 else "are")
     )
-    dominant_who = f"{len(group.dominant)} ranks" if len(group.dominant) > 1 else who(group.dominant)
+    noun = "ranks" if all(v.rank is not None for v in group.dominant) else "processes"
+    dominant_who = f"{len(group.dominant)} {noun}" if len(group.dominant) > 1 else who(group.dominant)
     outlier_verb = "is" if len(group.members) == 1 else "are"
     where = divergence(outlier.rep, victim.rep)
     place = outlier_site.function if outlier_site else "?"
