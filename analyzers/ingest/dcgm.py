@@ -1,22 +1,927 @@
-"""Placeholder parser for the dcgm source (being written)."""
+"""DCGM metric exports → the ``gpu_metrics`` table (long format: one row per sample and field).
+
+Reads (layouts in docs/dcgm.md and ``../shared/reference/dcgm-format.md``):
+
+- dcgm-exporter Prometheus text exposition (``curl :9400/metrics`` snapshots): one scrape per
+  file or many scrapes appended to one file (split by ``# scraped at <time>`` comments, or by
+  the same series appearing again);
+- Prometheus HTTP API JSON (``/api/v1/query`` vector and ``/api/v1/query_range`` matrix; values
+  are strings, ``"NaN"`` included);
+- ``dcgmi dmon`` text (``#Entity`` header, units line, repeated headers, ``N/A``, the old
+  ``# Entity`` / ``Id`` layout, inline errors);
+- the dcgm-exporter counters CSV is claimed only to report that it is a configuration file
+  (the list of exported fields), not readings.
+
+Every reading is keyed by the canonical (pre-4.6) DCGM field name and the numeric field id
+(``analyzers/dcgm_fields.py``). Blank values and DCGM's blank / not-supported sentinels are
+dropped and counted as rejected, never stored. ``ts_origin`` records where each time came from.
+Exposition lines are parsed with Polars string expressions, so large scrapes stay vectorised.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import re
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from .. import dcgm_fields
+from ..report import Problem
 from ..selftel import SourceWire
-from .base import NO_CLAIM, FileContext, ParseOutput, SourceParser
+from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, WEAK_CLAIM, FileContext, ParseOutput, SourceParser
+from .manifest import Manifest, normalize_pci, tzinfo_for
+
+# Rejection reasons (the ledger's vocabulary for this source).
+R_BLANK = "blank value (N/A)"
+R_SENTINEL = "DCGM blank/not-supported sentinel"
+R_NAN = "NaN value"
+R_INF = "infinite value"
+R_BAD_VALUE = "unparseable value"
+R_MALFORMED = "malformed line"
+R_NO_VALUE = "series without a value"
+R_NOT_SERIES = "query result that is not a series (scalar/string)"
+REASONS = (R_BLANK, R_SENTINEL, R_NAN, R_INF, R_BAD_VALUE, R_MALFORMED, R_NO_VALUE, R_NOT_SERIES)
+
+MAP_TYPE = pa.map_(pa.string(), pa.string())
+
+# --- sniffing -----------------------------------------------------------------------------------
+_SNIFF_EXPO_DCGM = re.compile(r"^(?:# (?:HELP|TYPE) )?(?:DCGM_|dcgm_)\w*(?:\{|\s+[-+\dNI.])", re.M)
+_SNIFF_EXPO_ANY = re.compile(
+    r"^# TYPE [a-zA-Z_:][\w:]* (?:gauge|counter|untyped|summary|histogram)\s*$", re.M
+)
+_SNIFF_COUNTERS = re.compile(
+    r"^\s*#?\s*DCGM_(?:FI|EXP)_\w+\s*,\s*(?:gauge|counter|label|histogram)\s*,", re.M | re.I
+)
+_SNIFF_DMON = re.compile(r"^#\s?Entity\s+\S|dcgmi\s+dmon\b", re.M)
+
+# --- exposition -----------------------------------------------------------------------------------
+_SAMPLE = r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*(\S+)?(?:\s+(-?\d+))?\s*$"
+_HELP_TYPE = r"^#\s*(HELP|TYPE)\s+(\S+)\s*(.*)$"
+_SCRAPED = r"(?i)^#\s*scraped(?:\s+at)?\s*[:=]?\s*(.+?)\s*$"
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_ELISION = re.compile(r"^\s*(?:\.\.\.|…)\s*$")
+
+# --- dmon ------------------------------------------------------------------------------------------
+_DMON_HEADER = re.compile(r"^#\s?Entity\s+(.*\S)\s*$")
+_DMON_UNITS = re.compile(r"^\s*(?:ID|Id)\b")
+_DMON_ROW = re.compile(r"^\s*(GPU-CI|GPU-I|GPU|vGPU|Switch|Link|CPU|Core|CX)\s+(\d+)\s+(\S.*?)\s*$")
+_DMON_CMD = re.compile(r"dcgmi\s+dmon\b(.*)$")
+_DMON_PROMPT_HOST = re.compile(r"^\S*?@([A-Za-z0-9][A-Za-z0-9._-]*)[\s:]")
+_DMON_STOPPED = re.compile(r"dmon was stopped d[ou]e? to receiving a signal", re.I)
+_DMON_TIME_COMMENT = re.compile(
+    r"^#\s*(?:start(?:ed)?(?:\s+at)?|time|date|captured(?:\s+at)?)\s*[:=]?\s*(.+?)\s*$", re.I
+)
+_JSON_START = re.compile(r"\s*(?:\{|\[\s*[\[{\]])")
+_BLANK_TEXT = frozenset({"N/A", "N/W", "N/S", "", "-"})
+
+# --- times ------------------------------------------------------------------------------------------
+_NAME_EPOCH = re.compile(r"(?<!\d)(1[4-9]\d{8}(?:\d{3})?)(?!\d)")
+_NAME_ISO = re.compile(
+    r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[:\-_]?(\d{2})[:\-_]?(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:?\d{2})?(?!\d)"
+)
 
 
 class DcgmParser(SourceParser):
-    """Not yet implemented: claims no file."""
+    """dcgm-exporter scrapes, Prometheus query JSON and ``dcgmi dmon`` text into ``gpu_metrics``."""
 
     source = "dcgm"
     tables = ("gpu_metrics",)
-    telemetry = SourceWire(component_id="dcgm", scope=__name__)
+    telemetry = SourceWire(component_id="dcgm", scope=__name__, reasons=REASONS)
 
     def sniff(self, head: bytes, name: str) -> int:
-        """Claims nothing yet."""
-        return NO_CLAIM
+        """Claim DCGM content: DCGM metric lines, Prometheus query JSON, dmon headers, counters CSV."""
+        try:
+            return _sniff(head, name)
+        except Exception:  # sniffing must never raise
+            return NO_CLAIM
 
     def parse(self, ctx: FileContext) -> ParseOutput:
-        """Reads nothing yet."""
-        return ParseOutput()
+        """Read one export; bad content is counted and reported, never raised."""
+        out = ParseOutput()
+        text = ctx.data.decode("utf-8", errors="replace")
+        kind = _format_of(text)
+        try:
+            if kind == "json":
+                table = _parse_json(ctx, text, out)
+            elif kind == "counters":
+                _parse_counters_csv(ctx, text, out)
+                table = None
+            elif kind == "dmon":
+                table = _parse_dmon(ctx, text, out)
+            else:
+                table = _parse_exposition(ctx, text, out)
+        except Exception as exc:  # a bug must not lose the ledger of the other files
+            out.problems.append(
+                Problem(ctx.rel, None, f"DCGM export not parsed: {type(exc).__name__}: {exc}")
+            )
+            return out
+        if table is not None and table.num_rows:
+            out.tables["gpu_metrics"] = table
+            out.records = table.num_rows
+        return out
+
+
+def _sniff(head: bytes, name: str) -> int:
+    text = head.decode("utf-8", errors="replace")
+    stripped = text.lstrip()
+    lower = name.lower()
+    if _JSON_START.match(text):
+        compact = re.sub(r"\s+", "", stripped[:4096])
+        if '"resultType":' in compact or ('"status":"error"' in compact and '"errorType"' in compact):
+            return STRONG_CLAIM if "DCGM_" in compact or "dcgm" in lower else CLAIM
+        return NO_CLAIM
+    if _SNIFF_COUNTERS.search(text):
+        return STRONG_CLAIM
+    if _SNIFF_DMON.search(text):
+        return STRONG_CLAIM
+    if _SNIFF_EXPO_DCGM.search(text):
+        return STRONG_CLAIM
+    if _SNIFF_EXPO_ANY.search(text):
+        return CLAIM if lower.endswith((".prom", ".metrics")) or "dcgm" in lower else WEAK_CLAIM
+    return NO_CLAIM
+
+
+def _format_of(text: str) -> str:
+    if _JSON_START.match(text):
+        return "json"
+    head = text[:8192]
+    if _SNIFF_COUNTERS.search(head) and not re.search(r"^\s*(?:DCGM_|dcgm_)\w*(?:\{|\s+[-+\d])", head, re.M):
+        return "counters"
+    if _SNIFF_DMON.search(head):
+        return "dmon"
+    return "exposition"
+
+
+# ================================================================================================
+# Shared: labels → identity columns, host, time
+# ================================================================================================
+def _parse_labels(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    labels: dict[str, str] = {}
+    for key, value in _LABEL.findall(text):
+        if "\\" in value:
+            value = value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        labels[key] = value
+    return labels
+
+
+def _first(labels: dict[str, str], *keys: str) -> str | None:
+    for key in keys:
+        value = labels.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _instance_host(instance: str | None) -> str | None:
+    """Host part of a Prometheus ``instance`` label (``node-3:9400``); loopback and IPs say nothing."""
+    if not instance:
+        return None
+    host = instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
+    if host in ("localhost", "") or re.fullmatch(r"[\d.]+|\[.*\]", host):
+        return None
+    return host
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+class _HostMapper:
+    """Host for a ``Hostname``/``hostname`` label value, with the manifest's pod mapping."""
+
+    def __init__(self, ctx: FileContext, out: ParseOutput) -> None:
+        self.ctx = ctx
+        self.out = out
+        self.manifest: Manifest = ctx.manifest
+        self.pods = {h.pod: h.name for h in ctx.manifest.hosts if h.pod}
+        self.cache: dict[str | None, str | None] = {}
+
+    def __call__(self, label_host: str | None) -> str | None:
+        if label_host in self.cache:
+            return self.cache[label_host]
+        host = self._resolve(label_host)
+        self.cache[label_host] = host
+        return host
+
+    def _resolve(self, label_host: str | None) -> str | None:
+        hint = self.ctx.host_hint
+        if label_host is None:
+            return hint
+        if label_host in self.manifest.host_names:
+            return label_host
+        if label_host in self.pods:
+            return self.pods[label_host]
+        if "exporter" in label_host.lower():
+            # In Kubernetes without NODE_NAME the label is the exporter pod's name, not the node.
+            where = f"the path suggests host {hint!r}, used instead" if hint else "kept as the host"
+            self.out.problems.append(
+                Problem(
+                    self.ctx.rel,
+                    None,
+                    f"hostname label {label_host!r} looks like the dcgm-exporter pod's name, not the node; "
+                    f"{where} (map it with hosts[].pod in incident.toml)",
+                )
+            )
+            return hint or label_host
+        return label_host
+
+
+_IDENTITY_NAMES = (
+    "host",
+    "gpu_index",
+    "pci_bus_id",
+    "gpu_uuid",
+    "device",
+    "model_name",
+    "mig_instance",
+    "mig_profile",
+    "pod",
+    "namespace",
+    "container",
+    "hpc_job",
+)
+
+
+def _identity_columns(label_sets: list[dict[str, str]], hosts: _HostMapper) -> dict[str, list[Any]]:
+    """Per label set: host, GPU identity and Kubernetes/HPC columns."""
+    cols: dict[str, list[Any]] = {key: [] for key in _IDENTITY_NAMES}
+    for labels in label_sets:
+        label_host = _first(labels, "Hostname", "hostname") or _instance_host(labels.get("instance"))
+        cols["host"].append(hosts(label_host))
+        cols["gpu_index"].append(_int_or_none(_first(labels, "gpu")))
+        cols["pci_bus_id"].append(normalize_pci(_first(labels, "pci_bus_id")))
+        cols["gpu_uuid"].append(_first(labels, "UUID", "uuid", "gpu_uuid"))
+        cols["device"].append(_first(labels, "device"))
+        cols["model_name"].append(_first(labels, "modelName", "model_name"))
+        cols["mig_instance"].append(_first(labels, "GPU_I_ID"))
+        cols["mig_profile"].append(_first(labels, "GPU_I_PROFILE"))
+        cols["pod"].append(_first(labels, "pod", "pod_name"))
+        cols["namespace"].append(_first(labels, "namespace", "pod_namespace"))
+        cols["container"].append(_first(labels, "container", "container_name"))
+        cols["hpc_job"].append(_first(labels, "hpc_job"))
+    return cols
+
+
+def parse_time_text(text: str, tz: _dt.tzinfo | None = None) -> int | None:
+    """UTC ns from an epoch (s or ms, integer or decimal) or ISO-8601 text; zone-less ISO uses ``tz`` (UTC)."""
+    value = text.strip()
+    if re.fullmatch(r"\d{9,10}(?:\.\d+)?", value):
+        return round(float(value) * 1000) * 1_000_000
+    if re.fullmatch(r"\d{12,13}", value):
+        return int(value) * 1_000_000
+    if re.fullmatch(r"\d{16}|\d{19}", value):
+        return int(value) * (1000 if len(value) == 16 else 1)
+    try:
+        moment = _dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" UTC", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz or _dt.UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def time_from_name(rel: str, tz: _dt.tzinfo | None = None) -> int | None:
+    """Capture time written in a file name: epoch seconds/ms or a compact/ISO date-time."""
+    name = rel.rsplit("/", 1)[-1]
+    match = _NAME_ISO.search(name)
+    if match:
+        year, month, day, hour, minute, second, zone = match.groups()
+        try:
+            moment = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        except ValueError:
+            moment = None
+        if moment is not None and 2000 <= moment.year <= 2100:
+            zone_info = tzinfo_for(zone.replace("Z", "UTC")) if zone else None
+            moment = moment.replace(tzinfo=zone_info or tz or _dt.UTC)
+            return int(moment.timestamp()) * 1_000_000_000
+    match = _NAME_EPOCH.search(name)
+    if match:
+        digits = match.group(1)
+        return int(digits) * (1_000_000 if len(digits) == 13 else 1_000_000_000)
+    return None
+
+
+def _file_time(ctx: FileContext, host: str | None) -> tuple[int | None, str]:
+    """The file-level time and how it is known: file name, manifest capture time, mtime."""
+    spec = ctx.manifest.host(host or ctx.host_hint)
+    tz = tzinfo_for(spec.timezone) if spec else None
+    named = time_from_name(ctx.rel, tz)
+    if named is not None:
+        return named, "file-name"
+    if ctx.manifest.capture_time_ns is not None:
+        return ctx.manifest.capture_time_ns, "manifest"
+    if ctx.mtime_ns is not None:
+        return ctx.mtime_ns, "mtime"
+    return None, "unknown"
+
+
+def _field_frame(names: list[str]) -> pl.DataFrame:
+    """metric name → canonical field, field id and DCGM value kind."""
+    fields, ids, kinds = [], [], []
+    for name in names:
+        field, field_id = dcgm_fields.canonical(name)
+        spec = dcgm_fields.BY_ID.get(field_id) if field_id is not None else None
+        fields.append(field)
+        ids.append(field_id)
+        kinds.append(spec.kind if spec else None)
+    return pl.DataFrame(
+        {"metric": names, "field": fields, "field_id": ids, "kind": kinds},
+        schema={"metric": pl.String, "field": pl.String, "field_id": pl.Int32, "kind": pl.String},
+    )
+
+
+def _classify_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``value`` (Float64) and ``reject`` (reason or null) from ``value_text`` and ``kind``."""
+    text = pl.col("value_text").str.strip_chars()
+    as_float = text.cast(pl.Float64, strict=False)
+    as_int = text.cast(pl.Int64, strict=False)
+    integral = as_int.is_not_null()
+    sentinel = (
+        (as_int >= dcgm_fields.INT64_BLANK)
+        | (as_int.is_null() & (as_float >= float(2**63)))
+        | ((pl.col("kind") == "int32") & integral & (as_int >= dcgm_fields.INT32_BLANK))
+        | (
+            ((pl.col("kind") == "double") | (pl.col("kind").is_null() & ~integral))
+            & (as_float >= dcgm_fields.FP64_BLANK)
+        )
+    )
+    reject = (
+        pl.when(pl.col("value_text").is_null())
+        .then(pl.lit(R_NO_VALUE))
+        .when(text.is_in(list(_BLANK_TEXT)))
+        .then(pl.lit(R_BLANK))
+        .when(as_float.is_null())
+        .then(pl.lit(R_BAD_VALUE))
+        .when(as_float.is_nan())
+        .then(pl.lit(R_NAN))
+        .when(as_float.is_infinite())
+        .then(pl.lit(R_INF))
+        .when(sentinel.fill_null(False))
+        .then(pl.lit(R_SENTINEL))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return frame.with_columns(value=as_float, reject=reject)
+
+
+def _count_rejects(frame: pl.DataFrame, out: ParseOutput, rel: str) -> pl.DataFrame:
+    """Count rejected rows by reason (one problem for values that are not numbers) and keep the rest."""
+    rejected = frame.filter(pl.col("reject").is_not_null())
+    if rejected.height:
+        for reason, count in rejected.group_by("reject").len().sort("reject").iter_rows():
+            out.reject(reason, count)
+        bad = rejected.filter(pl.col("reject") == R_BAD_VALUE)
+        if bad.height:
+            row = bad.row(0, named=True)
+            out.problems.append(
+                Problem(
+                    rel,
+                    row["source_line"],
+                    f"{bad.height} value(s) are not numbers, e.g. {row['value_text']!r}",
+                )
+            )
+    return frame.filter(pl.col("reject").is_null())
+
+
+def _finish(
+    samples: pl.DataFrame,
+    label_sets: list[dict[str, str]],
+    ctx: FileContext,
+    out: ParseOutput,
+    ident: dict[str, list[Any]] | None = None,
+    fields: pl.DataFrame | None = None,
+) -> pa.Table | None:
+    """Join per-series identity onto samples (by ``series``), classify values, add labels.
+
+    ``samples`` has series, source_line, metric, value_text, ts_ns, ts_origin, metric_type, scrape.
+    ``ident`` (per-series identity columns) and ``fields`` (metric → field, field_id, kind) replace
+    the label-derived identity and the name look-up where a format knows better (dmon).
+    """
+    if samples.height == 0:
+        return None
+    columns_of_series = ident if ident is not None else _identity_columns(label_sets, _HostMapper(ctx, out))
+    ident_frame = pl.DataFrame(columns_of_series, schema_overrides={"gpu_index": pl.Int32})
+    for name in _IDENTITY_NAMES:
+        if name not in ident_frame.columns:
+            ident_frame = ident_frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+    ident_frame = ident_frame.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64))
+    if fields is None:
+        fields = _field_frame(samples.get_column("metric").unique().sort().to_list())
+    frame = samples.join(fields, on="metric", how="left")
+    frame = _classify_values(frame)
+    frame = _count_rejects(frame, out, ctx.rel)
+    if frame.height == 0:
+        return None
+    frame = frame.sort("source_line", maintain_order=True) if frame.height < 2_000_000 else frame
+    frame = frame.join(ident_frame, on="series", how="left", maintain_order="left")
+    series_index = pa.array(frame.get_column("series").cast(pl.Int64).to_arrow(), pa.int64())
+    labels = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
+    columns = frame.select(
+        "source_line",
+        "host",
+        "ts_ns",
+        "ts_origin",
+        "gpu_index",
+        "pci_bus_id",
+        "gpu_uuid",
+        "device",
+        "model_name",
+        "mig_instance",
+        "mig_profile",
+        "pod",
+        "namespace",
+        "container",
+        "hpc_job",
+        "field",
+        "field_id",
+        "value",
+        "metric",
+        "metric_type",
+        "scrape",
+    ).to_arrow()
+    table = columns.append_column("labels", labels)
+    table = table.append_column("source_file", pa.array([ctx.rel] * table.num_rows, pa.string()))
+    return table
+
+
+# ================================================================================================
+# Prometheus text exposition
+# ================================================================================================
+def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+    lines = pl.DataFrame({"line": pl.Series([text]).str.split("\n").explode()}).with_row_index(
+        "source_line", offset=1
+    )
+    lines = lines.with_columns(pl.col("source_line").cast(pl.Int64), pl.col("line").str.strip_chars_end("\r"))
+    is_comment = pl.col("line").str.starts_with("#")
+    is_blank = pl.col("line").str.strip_chars() == ""
+    meta = lines.filter(is_comment)
+    help_type = meta.with_columns(pl.col("line").str.extract_groups(_HELP_TYPE).alias("m")).unnest("m")
+    help_type = help_type.rename({"1": "kw", "2": "family", "3": "rest"}).filter(pl.col("kw").is_not_null())
+    types = help_type.filter(pl.col("kw") == "TYPE").select(
+        "source_line", "family", pl.col("rest").str.strip_chars().alias("type")
+    )
+    scraped = meta.with_columns(pl.col("line").str.extract(_SCRAPED, 1).alias("when")).filter(
+        pl.col("when").is_not_null()
+    )
+    body = lines.filter(~is_comment & ~is_blank)
+    elided = body.filter(pl.col("line").str.contains(r"^\s*(?:\.\.\.|…)\s*$"))
+    body = body.filter(~pl.col("line").str.contains(r"^\s*(?:\.\.\.|…)\s*$"))
+    parsed = body.with_columns(pl.col("line").str.extract_groups(_SAMPLE).alias("m")).unnest("m")
+    parsed = parsed.rename({"1": "metric", "2": "label_text", "3": "value_text", "4": "ts_ms"})
+    malformed = parsed.filter(pl.col("metric").is_null())
+    if malformed.height:
+        out.reject(R_MALFORMED, malformed.height)
+        first = malformed.row(0, named=True)
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                first["source_line"],
+                f"{malformed.height} line(s) are not Prometheus samples, e.g. {first['line'][:80]!r}",
+            )
+        )
+    samples = parsed.filter(pl.col("metric").is_not_null())
+    del elided
+    if samples.height == 0:
+        _explain_empty_exposition(ctx, out, help_type, malformed.height)
+        return None
+    no_value = samples.filter(pl.col("value_text").is_null())
+    if no_value.height:
+        row = no_value.row(0, named=True)
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                row["source_line"],
+                f"{no_value.height} series carry labels but no value (a copied query-result row, e.g. "
+                f"{row['metric']}); nothing to read",
+            )
+        )
+    # Series = distinct label text; parse each distinct label set once.
+    label_texts = samples.get_column("label_text").fill_null("").unique(maintain_order=True)
+    label_sets = [_parse_labels(t) for t in label_texts.to_list()]
+    series_of = pl.DataFrame(
+        {"label_text": label_texts, "series": pl.int_range(len(label_texts), eager=True)}
+    )
+    samples = samples.with_columns(pl.col("label_text").fill_null("")).join(
+        series_of, on="label_text", how="left", maintain_order="left"
+    )
+    # Scrape number: by `# scraped at` comments when present, else the n-th appearance of a series.
+    file_ts, file_origin = _file_time(ctx, _first_host(label_sets))
+    if scraped.height:
+        times = [parse_time_text(w) for w in scraped.get_column("when").to_list()]
+        marks = scraped.select("source_line").with_columns(
+            pl.Series("comment_ts", times, dtype=pl.Int64),
+            pl.int_range(1, scraped.height + 1).alias("scrape"),
+        )
+        bad = [w for w, t in zip(scraped.get_column("when").to_list(), times, strict=True) if t is None]
+        if bad:
+            out.problems.append(Problem(ctx.rel, None, f"'# scraped at' time {bad[0]!r} not understood"))
+        samples = samples.join_asof(marks, on="source_line", strategy="backward").with_columns(
+            pl.col("scrape").fill_null(0)
+        )
+    else:
+        samples = samples.with_columns(
+            pl.int_range(pl.len()).over("metric", "series").alias("scrape"),
+            pl.lit(None, dtype=pl.Int64).alias("comment_ts"),
+        )
+    ts = (
+        pl.when(pl.col("ts_ms").is_not_null())
+        .then(pl.col("ts_ms").cast(pl.Int64, strict=False) * 1_000_000)
+        .when(pl.col("comment_ts").is_not_null())
+        .then(pl.col("comment_ts"))
+        .otherwise(pl.lit(file_ts, dtype=pl.Int64))
+    )
+    origin = (
+        pl.when(pl.col("ts_ms").is_not_null())
+        .then(pl.lit("sample"))
+        .when(pl.col("comment_ts").is_not_null())
+        .then(pl.lit("comment"))
+        .otherwise(pl.lit(file_origin))
+    )
+    # Type: the family's own TYPE line, else the last TYPE line above (pasted exports rename samples).
+    type_by_name = types.unique(subset="family", keep="first").select(
+        pl.col("family").alias("metric"), pl.col("type").alias("own_type")
+    )
+    samples = samples.sort("source_line")
+    if types.height:
+        samples = samples.join_asof(
+            types.select("source_line", pl.col("type").alias("last_type")),
+            on="source_line",
+            strategy="backward",
+        )
+    else:
+        samples = samples.with_columns(pl.lit(None, dtype=pl.String).alias("last_type"))
+    samples = samples.join(type_by_name, on="metric", how="left", maintain_order="left")
+    samples = samples.with_columns(
+        ts.alias("ts_ns"),
+        origin.alias("ts_origin"),
+        pl.coalesce("own_type", "last_type").alias("metric_type"),
+        pl.col("scrape").cast(pl.Int32),
+    )
+    scrapes = samples.get_column("scrape").max()
+    if (
+        isinstance(scrapes, int)
+        and scrapes > 0
+        and not scraped.height
+        and samples.get_column("ts_ms").null_count()
+    ):
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                f"holds {scrapes + 1} scrapes without per-scrape times; all take the {file_origin} time "
+                "(order kept in the scrape column)",
+            )
+        )
+    if file_origin == "mtime" and samples.get_column("ts_origin").eq("mtime").any():
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                "no capture time in the file, its name or the manifest; the file's modification time is used",
+            )
+        )
+    return _finish(
+        samples.select(
+            "series", "source_line", "metric", "value_text", "ts_ns", "ts_origin", "metric_type", "scrape"
+        ),
+        label_sets,
+        ctx,
+        out,
+    )
+
+
+def _first_host(label_sets: list[dict[str, str]]) -> str | None:
+    for labels in label_sets:
+        host = _first(labels, "Hostname", "hostname")
+        if host:
+            return host
+    return None
+
+
+def _explain_empty_exposition(
+    ctx: FileContext, out: ParseOutput, help_type: pl.DataFrame, malformed: int
+) -> None:
+    families = (
+        help_type.get_column("family").unique(maintain_order=True).to_list() if help_type.height else []
+    )
+    if families:
+        shown = ", ".join(families[:3]) + (", …" if len(families) > 3 else "")
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                f"holds only HELP/TYPE headers for {len(families)} metric families ({shown}) and no samples: "
+                "every value was blank or the scrape was cut; no readings",
+            )
+        )
+    elif not malformed:
+        out.problems.append(Problem(ctx.rel, None, "holds no samples (comments only); no readings"))
+
+
+# ================================================================================================
+# Prometheus HTTP API JSON
+# ================================================================================================
+def _parse_json(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        out.reject(R_MALFORMED)
+        out.problems.append(Problem(ctx.rel, None, f"not valid JSON: {exc}"))
+        return None
+    if isinstance(document, dict) and document.get("status") == "error":
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                f"Prometheus query failed ({document.get('errorType', 'error')}: {document.get('error', '')}); no readings",
+            )
+        )
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, dict):
+        out.problems.append(Problem(ctx.rel, None, "JSON without a Prometheus 'data' object; no readings"))
+        return None
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type in ("scalar", "string"):
+        out.reject(R_NOT_SERIES)
+        out.problems.append(
+            Problem(ctx.rel, None, f"Prometheus {result_type} result holds no series; no readings")
+        )
+        return None
+    if not isinstance(result, list) or not result:
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                f"Prometheus {result_type or 'query'} result is empty: no series matched (the exporter was not "
+                "scraped, or the query named no exported metric); no readings",
+            )
+        )
+        return None
+    series_ids: list[int] = []
+    stamps: list[Any] = []
+    values: list[Any] = []
+    label_sets: list[dict[str, str]] = []
+    metrics: list[str] = []
+    for index, series in enumerate(result):
+        if not isinstance(series, dict) or not isinstance(series.get("metric", {}), dict):
+            out.reject(R_MALFORMED)
+            continue
+        metric = {str(k): str(v) for k, v in (series.get("metric") or {}).items()}
+        name = metric.pop("__name__", "") or ""
+        points = series.get("values")
+        if points is None and "value" in series:
+            points = [series["value"]]
+        if not isinstance(points, list):
+            out.reject(R_MALFORMED)
+            out.problems.append(Problem(ctx.rel, index + 1, "series without 'values'/'value'"))
+            continue
+        try:
+            ts_part, value_part = zip(*points, strict=True) if points else ((), ())
+        except (TypeError, ValueError):
+            out.reject(R_MALFORMED, len(points))
+            out.problems.append(Problem(ctx.rel, index + 1, 'series points are not [time, "value"] pairs'))
+            continue
+        label_sets.append(metric)
+        metrics.append(name)
+        series_ids.extend([len(label_sets) - 1] * len(ts_part))
+        stamps.extend(ts_part)
+        values.extend(value_part)
+    if not stamps:
+        return None
+    series = pl.Series("series", series_ids, dtype=pl.Int64)
+    try:
+        ts_seconds = pl.Series("ts", stamps, dtype=pl.Float64, strict=False)
+    except (TypeError, ValueError):
+        ts_seconds = pl.Series("ts", [float(s) if isinstance(s, (int, float)) else None for s in stamps])
+    frame = pl.DataFrame(
+        {
+            "series": series,
+            "value_text": pl.Series(values, dtype=pl.String, strict=False),
+            "ts_ns": (ts_seconds * 1000).round(0).cast(pl.Int64) * 1_000_000,
+        }
+    )
+    names = pl.DataFrame({"series": pl.int_range(len(metrics), eager=True).cast(pl.Int64), "metric": metrics})
+    frame = frame.join(names, on="series", how="left", maintain_order="left").with_columns(
+        (pl.col("series") + 1).alias("source_line"),
+        pl.lit("sample").alias("ts_origin"),
+        pl.lit(None, dtype=pl.String).alias("metric_type"),
+        pl.lit(0, dtype=pl.Int32).alias("scrape"),
+    )
+    return _finish(frame, label_sets, ctx, out)
+
+
+# ================================================================================================
+# dcgmi dmon text
+# ================================================================================================
+def _dmon_options(args: str) -> tuple[list[int] | None, int]:
+    fields: list[int] | None = None
+    delay_ms = 1000
+    match = re.search(r"(?:-e|--field-id)\s+([\d,\s]+?)(?=\s+-|\s*$)", args)
+    if match:
+        try:
+            fields = [int(x) for x in re.split(r"[,\s]+", match.group(1).strip()) if x]
+        except ValueError:
+            fields = None
+    match = re.search(r"(?:-d|--delay)\s+(\d+)", args)
+    if match:
+        delay_ms = int(match.group(1))
+    return fields, delay_ms
+
+
+def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+    columns: list[str] = []
+    field_ids: list[int] | None = None
+    delay_ms = 1000
+    start_ns: int | None = None
+    prompt_host: str | None = None
+    errors: list[tuple[int, str]] = []
+    rows: list[tuple[int, str, int, int, str, str]] = []  # line, group, id, round, column, value text
+    seen: dict[tuple[str, int], int] = {}
+    parent_gpu: int | None = None
+    parents: list[int | None] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        command = _DMON_CMD.search(line)
+        if command:
+            field_ids, delay_ms = _dmon_options(command.group(1))
+            prompt = _DMON_PROMPT_HOST.match(line.lstrip("["))
+            if prompt:
+                prompt_host = prompt.group(1)
+            continue
+        header = _DMON_HEADER.match(line)
+        if header:
+            columns = header.group(1).split()
+            continue
+        if _DMON_UNITS.match(line) and not _DMON_ROW.match(line):
+            continue
+        if _DMON_STOPPED.search(line):
+            continue
+        comment_time = _DMON_TIME_COMMENT.match(line)
+        if comment_time and start_ns is None:
+            start_ns = parse_time_text(comment_time.group(1))
+            if start_ns is not None:
+                continue
+        row = _DMON_ROW.match(line)
+        if row and columns:
+            group, entity = row.group(1), int(row.group(2))
+            if group == "GPU":
+                parent_gpu = entity
+            values = row.group(3).split()
+            if len(values) != len(columns):
+                out.reject(R_MALFORMED)
+                errors.append((number, f"row has {len(values)} values for {len(columns)} columns"))
+                continue
+            key = (group, entity)
+            round_no = seen.get(key, 0)
+            seen[key] = round_no + 1
+            for column, value in zip(columns, values, strict=True):
+                rows.append((number, group, entity, round_no, column, value))
+                parents.append(parent_gpu if group != "GPU" else entity)
+            continue
+        if re.search(r"\berror\b|\bfailed\b|\bnot supported\b", line, re.I):
+            errors.append((number, line.strip()))
+            continue
+        out.reject(R_MALFORMED)
+        errors.append((number, f"line not understood: {line.strip()[:80]!r}"))
+    for number, message in errors[:5]:
+        out.problems.append(Problem(ctx.rel, number, f"dcgmi dmon: {message}"))
+    if not rows:
+        if not errors:
+            out.problems.append(Problem(ctx.rel, None, "dcgmi dmon output without data rows; no readings"))
+        return None
+    # Field per column: the -e list of the command line when it matches, else dmon short names.
+    field_names: dict[str, tuple[str, int | None]] = {}
+    unmapped: list[str] = []
+    for position, column in enumerate(columns):
+        spec = None
+        if field_ids is not None and len(field_ids) == len(columns):
+            spec = dcgm_fields.BY_ID.get(field_ids[position])
+            if spec is None:
+                field_names[column] = (f"DCGM_FIELD_{field_ids[position]}", field_ids[position])
+                continue
+        spec = spec or dcgm_fields.BY_DMON.get(column)
+        if spec is None:
+            unmapped.append(column)
+            field_names[column] = (column, None)
+        else:
+            field_names[column] = (spec.name, spec.field_id)
+    if unmapped:
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                f"dmon column(s) {', '.join(unmapped)} not mapped to a DCGM field id (kept by short name)",
+            )
+        )
+    host = prompt_host if prompt_host in ctx.manifest.host_names else (ctx.host_hint or prompt_host)
+    last_round = max(r[3] for r in rows)
+    if start_ns is not None:
+        origin = "comment+delay"
+    elif ctx.manifest.capture_time_ns is not None:
+        origin = "manifest+delay"
+    else:
+        origin = "none: dmon prints no time"
+        out.problems.append(
+            Problem(
+                ctx.rel,
+                None,
+                "dcgmi dmon prints no timestamps; set [job].capture_time or a '# started at' line to place these samples in time",
+            )
+        )
+    group_entities = sorted({(r[1], r[2]) for r in rows})
+    label_sets = [{"entity_group": g, "entity_id": str(e)} for g, e in group_entities]
+    series_of = {key: i for i, key in enumerate(group_entities)}
+    ts_values: list[int | None] = []
+    for r in rows:
+        if start_ns is not None:
+            ts_values.append(start_ns + r[3] * delay_ms * 1_000_000)
+        elif ctx.manifest.capture_time_ns is not None:
+            # The capture time is taken as the end of the last round (dmon ran until collection).
+            ts_values.append(ctx.manifest.capture_time_ns - (last_round - r[3]) * delay_ms * 1_000_000)
+        else:
+            ts_values.append(None)
+    frame = pl.DataFrame(
+        {
+            "series": [series_of[(r[1], r[2])] for r in rows],
+            "source_line": [r[0] for r in rows],
+            "metric": [r[4] for r in rows],
+            "value_text": [r[5] for r in rows],
+            "ts_ns": ts_values,
+            "scrape": [r[3] for r in rows],
+        },
+        schema={
+            "series": pl.Int64,
+            "source_line": pl.Int64,
+            "metric": pl.String,
+            "value_text": pl.String,
+            "ts_ns": pl.Int64,
+            "scrape": pl.Int32,
+        },
+    ).with_columns(pl.lit(origin).alias("ts_origin"), pl.lit(None, dtype=pl.String).alias("metric_type"))
+    fields = pl.DataFrame(
+        {
+            "metric": list(field_names),
+            "field": [v[0] for v in field_names.values()],
+            "field_id": [v[1] for v in field_names.values()],
+            "kind": [
+                dcgm_fields.BY_ID[v[1]].kind if v[1] in dcgm_fields.BY_ID else None
+                for v in field_names.values()
+            ],
+        },
+        schema={"metric": pl.String, "field": pl.String, "field_id": pl.Int32, "kind": pl.String},
+    )
+    parent_of = {(r[1], r[2]): p for r, p in zip(rows, parents, strict=True)}
+    ident: dict[str, list[Any]] = {"host": [], "gpu_index": [], "mig_instance": []}
+    for group, entity in group_entities:
+        ident["host"].append(host)
+        ident["gpu_index"].append(entity if group == "GPU" else parent_of.get((group, entity)))
+        ident["mig_instance"].append(str(entity) if group in ("GPU-I", "GPU-CI") else None)
+    return _finish(frame, label_sets, ctx, out, ident=ident, fields=fields)
+
+
+# ================================================================================================
+# dcgm-exporter counters CSV (configuration)
+# ================================================================================================
+def _parse_counters_csv(ctx: FileContext, text: str, out: ParseOutput) -> None:
+    enabled: list[str] = []
+    disabled: list[str] = []
+    pattern = re.compile(r"^\s*(#?)\s*(DCGM_(?:FI|EXP)_\w+)\s*,\s*(\w+)\s*,", re.I)
+    for line in text.splitlines():
+        match = pattern.match(line)
+        if match:
+            (disabled if match.group(1) else enabled).append(match.group(2))
+    missing = []
+    checks = {
+        "clock-event reasons": ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"),
+        "power/thermal violation counters": ("DCGM_FI_DEV_POWER_VIOLATION", "DCGM_FI_DEV_THERMAL_VIOLATION"),
+        "ECC counters": ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"),
+        "NVLink error counters": (
+            "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+            "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_TOTAL",
+        ),
+    }
+    for what, names in checks.items():
+        if not any(n in enabled for n in names):
+            missing.append(what)
+    note = f"; not exported with this list: {', '.join(missing)}" if missing else ""
+    out.problems.append(
+        Problem(
+            ctx.rel,
+            None,
+            f"dcgm-exporter counters CSV: configuration (the list of exported fields), not readings; "
+            f"{len(enabled)} fields enabled, {len(disabled)} commented out{note}",
+        )
+    )

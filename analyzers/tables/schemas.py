@@ -172,6 +172,10 @@ GPU_METRICS = _schema(
     col("field_id", pa.int32(), "DCGM numeric field id, null when unknown"),
     col("value", pa.float64(), "Reading (sentinel/blank values are dropped, never stored)"),
     col("labels", pa.map_(pa.string(), pa.string()), "All labels as read"),
+    col("metric", pa.string(), "Metric or column name exactly as written (4.6 or 1.x spelling, dmon short name)"),
+    col("metric_type", pa.string(), "Prometheus TYPE of the metric (gauge, counter), null when not declared"),
+    col("mig_profile", pa.string(), "MIG GPU instance profile (GPU_I_PROFILE, e.g. 1g.6gb), null when not MIG"),
+    col("scrape", pa.int32(), "Scrape (exposition) or round (dmon) number within the file, 0-based"),
 )
 
 KERNEL_EVENTS = _schema(
