@@ -2,13 +2,23 @@
 
 Every function takes the incident's tables and returns a Polars frame with fixed columns, empty
 when ``gpu_metrics`` lacks the fields. Field names are canonical (pre-4.6 DCGM spellings, e.g.
-``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL``); the dcgm parser maps renamed fields onto them.
+``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL``); the dcgm parser maps renamed fields onto them, and callers may
+pass either spelling (DCGM 4.6 names are mapped to the canonical ones here too).
+
+Rows are per GPU, keyed by ``GPU_KEY``. Rows without any GPU identity (no index, PCI id or UUID,
+e.g. Prometheus ``up``) and MIG-instance rows (``mig_instance`` set) are left out: the signals
+describe whole GPUs. Readings are ordered by time, then file, scrape and line, so files without
+timestamps still keep their written order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
+from . import dcgm_fields
+from .detectors.common import GpuIdentity, identity_for_pci
 from .tables import Tables
 
 GPU_KEY = ["host", "gpu_index", "pci_bus_id", "gpu_uuid"]
@@ -51,17 +61,282 @@ VANISHED_SCHEMA = {
     "source_line": pl.Int64,
 }
 
+IDLE_SCHEMA = {
+    "host": pl.String,
+    "gpu_index": pl.Int32,
+    "pci_bus_id": pl.String,
+    "gpu_uuid": pl.String,
+    "field": pl.String,
+    "value": pl.Float64,
+    "peer_mean": pl.Float64,
+    "peers": pl.UInt32,
+    "idle_samples": pl.UInt32,
+    "idle_from_ts_ns": pl.Int64,
+    "last_ts_ns": pl.Int64,
+    "was_busy": pl.Boolean,
+    "source_file": pl.String,
+    "source_line": pl.Int64,
+}
+
+# Utilisation fields idle_outliers reads, in order of preference (whole-GPU activity).
+UTIL_FIELDS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+# Idle: at most 5% of full scale; busy peers: at least 50% on average.
+IDLE_FRACTION = 0.05
+BUSY_FRACTION = 0.5
+
+_ORDER = ["ts_ns", "source_file", "scrape", "source_line"]
+
+
+def _typed(schema: dict[str, type[pl.DataType]]) -> list[pl.Expr]:
+    """Select-and-cast expressions giving exactly ``schema``'s columns and types."""
+    return [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+
+
+def canonical_fields(fields: list[str] | tuple[str, ...]) -> list[str]:
+    """Canonical (pre-4.6) names for ``fields`` given in any known spelling."""
+    return list(dict.fromkeys(dcgm_fields.canonical(f)[0] for f in fields))
+
+
+def gpu_rows(tables: Tables, fields: list[str] | tuple[str, ...] | None = None) -> pl.DataFrame:
+    """``gpu_metrics`` rows that belong to a whole GPU, optionally only ``fields``, in reading order."""
+    if not tables.has("gpu_metrics"):
+        return tables.df("gpu_metrics").clear()
+    frame = tables.df("gpu_metrics")
+    keep = (
+        pl.any_horizontal(
+            pl.col("gpu_index").is_not_null(),
+            pl.col("pci_bus_id").is_not_null(),
+            pl.col("gpu_uuid").is_not_null(),
+        )
+        & pl.col("mig_instance").is_null()
+        & pl.col("value").is_not_null()
+    )
+    if fields is not None:
+        keep = keep & pl.col("field").is_in(canonical_fields(fields))
+    return frame.filter(keep).sort(_ORDER, nulls_last=False, maintain_order=True)
+
 
 def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
-    """Per GPU and field: first and last reading over the capture and their difference."""
-    return pl.DataFrame(schema=DELTA_SCHEMA)
+    """Per GPU and field: first and last reading over the capture and their difference.
+
+    ``delta`` is ``last_value - first_value`` (negative after a counter reset, e.g. a driver
+    reload); ``source_file``/``source_line`` point at the last reading.
+    """
+    rows = gpu_rows(tables, fields)
+    if rows.height == 0:
+        return pl.DataFrame(schema=DELTA_SCHEMA)
+    grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
+        pl.col("value").first().alias("first_value"),
+        pl.col("value").last().alias("last_value"),
+        pl.col("ts_ns").first().alias("first_ts_ns"),
+        pl.col("ts_ns").last().alias("last_ts_ns"),
+        pl.col("source_file").last(),
+        pl.col("source_line").last(),
+    )
+    grouped = grouped.with_columns((pl.col("last_value") - pl.col("first_value")).alias("delta"))
+    return grouped.select(_typed(DELTA_SCHEMA)).sort([*GPU_KEY, "field"], nulls_last=True)
 
 
 def latest_values(tables: Tables, fields: list[str]) -> pl.DataFrame:
-    """Per GPU and field: the last reading and where it was read."""
-    return pl.DataFrame(schema=LATEST_SCHEMA)
+    """Per GPU and field: the last reading and where it was read.
+
+    For ``DCGM_FI_DEV_XID_ERRORS`` this is the last Xid the GPU reported since the exporter or
+    driver started (the value is sticky): weak corroboration for kernel-log Xids, not an event.
+    """
+    rows = gpu_rows(tables, fields)
+    if rows.height == 0:
+        return pl.DataFrame(schema=LATEST_SCHEMA)
+    grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
+        pl.col("value").last(),
+        pl.col("ts_ns").last(),
+        pl.col("source_file").last(),
+        pl.col("source_line").last(),
+    )
+    return grouped.select(_typed(LATEST_SCHEMA)).sort([*GPU_KEY, "field"], nulls_last=True)
 
 
 def vanished_series(tables: Tables) -> pl.DataFrame:
-    """GPUs whose series stop (or go blank) while other GPUs of the same host keep reporting."""
-    return pl.DataFrame(schema=VANISHED_SCHEMA)
+    """GPUs whose series stop (or go blank) while other GPUs of the same host keep reporting.
+
+    A GPU vanished when its last reading is older than the host's last reading and at least one
+    other GPU of the host reported at that last time. Blank values are dropped at parse time, so
+    a series that goes blank ends the same way as one that stops. Needs known times (``ts_ns``).
+    """
+    rows = gpu_rows(tables).filter(pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null())
+    if rows.height == 0:
+        return pl.DataFrame(schema=VANISHED_SCHEMA)
+    per_gpu = rows.group_by(GPU_KEY, maintain_order=True).agg(
+        pl.col("ts_ns").max().alias("last_ts_ns"),
+        pl.col("source_file").last(),
+        pl.col("source_line").last(),
+    )
+    per_gpu = per_gpu.with_columns(
+        pl.col("last_ts_ns").max().over("host").alias("host_last_ts_ns"),
+        pl.len().over("host").alias("gpus"),
+    )
+    per_gpu = per_gpu.with_columns(
+        (pl.col("last_ts_ns") == pl.col("host_last_ts_ns")).sum().over("host").alias("current")
+    )
+    gone = per_gpu.filter(
+        (pl.col("gpus") >= 2) & (pl.col("current") >= 1) & (pl.col("last_ts_ns") < pl.col("host_last_ts_ns"))
+    )
+    return gone.select(_typed(VANISHED_SCHEMA)).sort(GPU_KEY, nulls_last=True)
+
+
+def idle_outliers(tables: Tables) -> pl.DataFrame:
+    """GPUs idle (≤ 5% utilisation) at the end of the capture while their host's other GPUs stay busy.
+
+    Reads ``DCGM_FI_DEV_GPU_UTIL`` (percent), else ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (ratio). At
+    every reading time of a host, a GPU is *idle* when its value is at most 5% of full scale and
+    the mean of the other GPUs is at least 50%. A row is returned per GPU whose trailing run of
+    idle readings reaches the host's last reading: ``idle_samples`` long, starting at
+    ``idle_from_ts_ns``; ``was_busy`` tells whether the GPU was busy earlier (a drop, not a GPU
+    that never worked). Hosts with one GPU give nothing. The hang window is the caller's concern:
+    the correlation stage compares ``idle_from_ts_ns`` with the stall time.
+    """
+    rows = gpu_rows(tables, UTIL_FIELDS).filter(pl.col("host").is_not_null())
+    if rows.height == 0:
+        return pl.DataFrame(schema=IDLE_SCHEMA)
+    # One utilisation field per host: the preferred one where present.
+    rank = {name: i for i, name in enumerate(UTIL_FIELDS)}
+    rows = rows.with_columns(pl.col("field").replace_strict(rank, default=len(rank)).alias("pref"))
+    rows = rows.filter(pl.col("pref") == pl.col("pref").min().over("host"))
+    # Time axis: the reading time, else the scrape number (files without times keep their order).
+    rows = rows.with_columns(
+        pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"),
+        pl.when(pl.col("field") == "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+        .then(pl.lit(1.0))
+        .when((pl.col("value").max().over("host") <= 1.0) & pl.col("metric").str.ends_with("_RATIO"))
+        .then(pl.lit(1.0))
+        .otherwise(pl.lit(100.0))
+        .alias("scale"),
+    )
+    # Several files may carry the same GPU at the same tick: keep the last reading.
+    rows = rows.with_columns(pl.col("ts_ns").is_not_null().alias("timed"))
+    rows = rows.group_by([*GPU_KEY, "field", "tick"], maintain_order=True).agg(
+        pl.col("value").last(),
+        pl.col("scale").last(),
+        pl.col("timed").last(),
+        pl.col("source_file").last(),
+        pl.col("source_line").last(),
+    )
+    rows = rows.with_columns(
+        pl.col("value").sum().over("host", "tick").alias("tick_sum"),
+        pl.len().over("host", "tick").alias("tick_n"),
+    )
+    rows = rows.with_columns(
+        pl.when(pl.col("tick_n") > 1)
+        .then((pl.col("tick_sum") - pl.col("value")) / (pl.col("tick_n") - 1))
+        .otherwise(None)
+        .alias("peer_mean"),
+        (pl.col("tick_n") - 1).cast(pl.UInt32).alias("peers"),
+    )
+    rows = rows.with_columns(
+        (
+            (pl.col("value") <= IDLE_FRACTION * pl.col("scale"))
+            & (pl.col("peer_mean") >= BUSY_FRACTION * pl.col("scale"))
+        )
+        .fill_null(False)
+        .alias("idle"),
+        (pl.col("value") >= BUSY_FRACTION * pl.col("scale")).alias("busy"),
+        pl.col("tick").max().over("host").alias("host_last_tick"),
+    ).sort([*GPU_KEY, "tick"], nulls_last=True)
+    # Trailing idle run per GPU: readings after the last non-idle one.
+    rows = rows.with_columns(
+        pl.when(~pl.col("idle"))
+        .then(pl.col("tick"))
+        .otherwise(None)
+        .max()
+        .over(GPU_KEY)
+        .alias("last_active_tick")
+    )
+    trailing = rows.filter(
+        pl.col("idle")
+        & (pl.col("last_active_tick").is_null() | (pl.col("tick") > pl.col("last_active_tick")))
+    )
+    if trailing.height == 0:
+        return pl.DataFrame(schema=IDLE_SCHEMA)
+    busy_before = rows.group_by(GPU_KEY).agg(pl.col("busy").any().alias("was_busy"))
+    result = (
+        trailing.group_by(GPU_KEY, maintain_order=True)
+        .agg(
+            pl.col("field").last(),
+            pl.col("value").last(),
+            pl.col("peer_mean").last(),
+            pl.col("peers").last(),
+            pl.len().cast(pl.UInt32).alias("idle_samples"),
+            pl.col("tick").first().alias("first_tick"),
+            pl.col("tick").last().alias("last_tick"),
+            pl.col("host_last_tick").last(),
+            pl.col("source_file").first(),
+            pl.col("source_line").first(),
+        )
+        .filter(pl.col("last_tick") == pl.col("host_last_tick"))
+        .join(busy_before, on=GPU_KEY, how="left", nulls_equal=True)
+    )
+    # Ticks are times only where the rows had times; scrape numbers are not times.
+    timed = rows.group_by(GPU_KEY).agg(pl.col("timed").all())
+    result = result.join(timed, on=GPU_KEY, how="left", nulls_equal=True).with_columns(
+        pl.when(pl.col("timed")).then(pl.col("first_tick")).otherwise(None).alias("idle_from_ts_ns"),
+        pl.when(pl.col("timed")).then(pl.col("last_tick")).otherwise(None).alias("last_ts_ns"),
+    )
+    return result.select(_typed(IDLE_SCHEMA)).sort(GPU_KEY, nulls_last=True)
+
+
+@dataclass(frozen=True)
+class GpuMapping:
+    """How a DCGM GPU maps to a rank: the identity row (or ``None``) and how it was matched."""
+
+    identity: GpuIdentity | None
+    matched_by: str | None
+    assumption: str | None = None
+
+
+def rank_for_gpu(
+    tables: Tables, host: str | None, gpu_index: int | None, pci_bus_id: str | None, gpu_uuid: str | None
+) -> GpuMapping:
+    """The identity row of a DCGM GPU: by PCI address, else UUID, else host + NVML index.
+
+    Matching by index is an assumption (DCGM's ``gpu`` label is the NVML index, a rank's GPU
+    index may follow ``CUDA_VISIBLE_DEVICES``); it is returned in ``assumption``.
+    """
+    found = identity_for_pci(tables, host, pci_bus_id)
+    if found is not None:
+        return GpuMapping(found, "pci_bus_id")
+    if not tables.has("identity"):
+        return GpuMapping(None, None)
+    rows = tables.df("identity")
+    if gpu_uuid is not None:
+        hit = rows.filter(pl.col("gpu_uuid") == gpu_uuid)
+        if hit.height:
+            return GpuMapping(_identity(hit.row(0, named=True)), "gpu_uuid")
+    if host is not None and gpu_index is not None:
+        hit = rows.filter(
+            (pl.col("host") == host) & (pl.col("gpu_index") == gpu_index) & pl.col("rank").is_not_null()
+        )
+        if hit.height == 1:
+            return GpuMapping(
+                _identity(hit.row(0, named=True)),
+                "gpu_index",
+                f"DCGM gpu {gpu_index} on {host} taken as the rank's GPU index (NVML order assumed)",
+            )
+    return GpuMapping(None, None)
+
+
+def _identity(row: dict[str, object]) -> GpuIdentity:
+    def _int(value: object) -> int | None:
+        return int(value) if isinstance(value, int) else None
+
+    def _str(value: object) -> str | None:
+        return str(value) if value is not None else None
+
+    return GpuIdentity(
+        host=_str(row.get("host")),
+        rank=_int(row.get("rank")),
+        local_rank=_int(row.get("local_rank")),
+        gpu_index=_int(row.get("gpu_index")),
+        pci_bus_id=_str(row.get("pci_bus_id")),
+        gpu_uuid=_str(row.get("gpu_uuid")),
+        sources=tuple(str(s) for s in (row.get("sources") or ())),  # type: ignore[attr-defined]
+        assumptions=tuple(str(s) for s in (row.get("assumptions") or ())),  # type: ignore[attr-defined]
+    )
