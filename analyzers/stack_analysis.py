@@ -507,9 +507,10 @@ _OBJECT_STORE_PATHS = re.compile(
     r"minio|fsspec|obstore|tosfs|oss2)/"
 )
 _STORAGE_FUNCTIONS = re.compile(
-    r"(?i)^(?:save|_save|save_checkpoint|save_state_dict|save_file|save_model|_save_to_file|"
-    r"async_save|fsync|fdatasync|flush|_write_item|write_data|write_bytes|write_text|_legacy_save)$|(?:^|_)(?:checkpoint|ckpt)(?:$|_)|^(?:save|persist|upload)_"
+    r"(?i)(?:^|_)(?:save|saves|write|writes|dump|dumps|flush|fsync|fdatasync|persist|upload|serialize|"
+    r"checkpoint|checkpoints|ckpt)(?:$|_)"
 )
+_STORAGE_FILES = frozenset({"serialization.py", "pickle.py", "shutil.py", "zipfile.py", "tarfile.py", "tempfile.py"})
 _STORAGE_NATIVE = frozenset(
     {
         "fsync",
@@ -551,9 +552,13 @@ def is_storage_frame(frame: Frame) -> bool:
     path = _file_path(frame)
     if frame.module is not None:
         return frame.function in _STORAGE_NATIVE
+    if "utils/checkpoint.py" in path:
+        return False  # activation checkpointing (recompute in backward), not storage
     if _STORAGE_PATHS.search(path):
         return True
     name = frame.short_name
+    if frame.basename in _STORAGE_FILES and _STORAGE_FUNCTIONS.search(name.lstrip("_")):
+        return True
     if name in ("write", "flush", "fsync", "close", "writelines") and frame.basename in (
         "",
         "gzip.py",
