@@ -790,6 +790,7 @@ class SelfTel:
         self._otel_logger_state: tuple[bool, list[logging.Handler]] | None = None
         self.notices: list[str] = list(notices)
         self._logs_flushed = False
+        self._deadline: float | None = None
         if meter_provider is not None:
             try:
                 self._init_errors = _meter(meter_provider, SCOPE).create_counter(
@@ -859,6 +860,8 @@ class SelfTel:
         if self.logger_provider is None:
             return
         handle = self.exporter(OTLP_EXPORT_WIRE)
+        # verdict export and the end-of-run flush share one budget
+        timeout_s = max(0.1, min(timeout_s, self._budget(CLOSE_TIMEOUT_S) - time.monotonic()))
         started = time.perf_counter()
         result = "error"
         try:
@@ -876,6 +879,12 @@ class SelfTel:
             self.watch.failed("logs", f"{type(exc).__name__}: {exc}")
         finally:
             handle.called(result, time.perf_counter() - started)
+
+    def _budget(self, timeout_s: float) -> float:
+        """Monotonic deadline of all end-of-run exporting: started once, only ever shortened."""
+        candidate = time.monotonic() + timeout_s
+        self._deadline = candidate if self._deadline is None else min(self._deadline, candidate)
+        return self._deadline
 
     def _flush_logs(self, timeout_s: float) -> None:
         assert self.logger_provider is not None
@@ -918,7 +927,7 @@ class SelfTel:
         if self._closed:
             return
         self._closed = True
-        deadline = time.monotonic() + timeout_s
+        deadline = self._budget(timeout_s)
         finished = True
         if self.logger_provider is not None:
             provider = self.logger_provider

@@ -46,7 +46,7 @@ def selftel_options(fn: Callable[..., object]) -> Callable[..., object]:
         type=click.Choice(["none", "stdout", "otlp"]),
         default="none",
         show_default=True,
-        help="tracecore's own telemetry: none, stdout (written to stderr or --selftel-file, never mixed with results) or otlp.",
+        help="tracecore's own telemetry: none, stdout (JSON lines on stderr, on stdout when -o takes the result, or in --selftel-file; never mixed with results) or otlp (OTEL_EXPORTER_OTLP_*). See docs/selftel.md.",
     )(fn)
 
 
