@@ -86,3 +86,35 @@ def test_dead_worker_message_is_evidence_or_its_own_warning(tmp_path: Path) -> N
     assert dead.culprit.ranks == [3] and dead.severity is Severity.WARNING
     assert dead.details["dead_worker_pids"] == [77, 78]
     assert isinstance(events, pa.Table)
+
+
+def test_data_loader_workers_of_the_culprit_are_reported(tmp_path: Path) -> None:
+    main = [
+        ("_MultiProcessingDataLoaderIter._try_get_data", "torch/utils/data/dataloader.py", 1133),
+        ("_MultiProcessingDataLoaderIter._next_data", "torch/utils/data/dataloader.py", 1332),
+        ("_BaseDataLoaderIter.__next__", "torch/utils/data/dataloader.py", 701),
+        ("main", "train.py", 130),
+        ("<module>", "train.py", 143),
+    ]
+    worker = [
+        ("read_shard", "dataset.py", 88),
+        ("ShardDataset.__getitem__", "dataset.py", 40),
+        ("_MapDatasetFetcher.fetch", "torch/utils/data/_utils/fetch.py", 52),
+        ("_worker_loop", "torch/utils/data/_utils/worker.py", 309),
+        ("BaseProcess._bootstrap", "multiprocessing/process.py", 314),
+    ]
+    child = dump(900, worker).replace(
+        "Python v3.11.7 (/usr/bin/python3.11)\n",
+        "Python v3.11.7 (/usr/bin/python3.11)\nParent Process 102: /usr/bin/python -u train.py\n",
+    )
+    stacks = {r: dump(100 + r, WAIT) for r in range(4)}
+    stacks[2] = dump(102, main) + "\n" + "-" * 80 + "\n\n" + child
+    verdicts = detect(job(tmp_path, stacks))
+    [verdict] = verdicts
+    assert verdict.culprit.ranks == [2] and verdict.culprit.pids == [102]
+    assert verdict.details["workers"] == {"900": "read_shard (dataset.py:88)"}
+    assert verdict.missing_evidence == []
+    assert any(
+        e.excerpt.startswith("data-loader worker pid 900 MainThread (idle): read_shard")
+        for e in verdict.evidence
+    )
