@@ -573,8 +573,9 @@ def _str(value: Any) -> str | None:
 
 # --- record: raw collapsed stacks -----------------------------------------------------------
 def _parse_raw(text: str, ctx: FileContext, out: ParseOutput) -> list[_Snapshot]:
-    snap = _Snapshot(FORMAT_RAW, 1)
-    threads: dict[tuple[int | None, str | None], _Thread] = {}
+    """Collapsed stacks; with ``--subprocesses`` each process (innermost ``process`` token) is a snapshot."""
+    snaps: dict[int | None, _Snapshot] = {}
+    threads: dict[tuple[int | None, int | None, str | None], _Thread] = {}
     first_bad: int | None = None
     for line_no, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
@@ -591,6 +592,7 @@ def _parse_raw(text: str, ctx: FileContext, out: ParseOutput) -> list[_Snapshot]
         tid: int | None = None
         tname: str | None = None
         frames: list[_Frame] = []
+        processes: list[tuple[int, str | None]] = []
         for token in tokens:
             thread_match = _RAW_THREAD.match(token)
             if thread_match and not frames:
@@ -598,8 +600,9 @@ def _parse_raw(text: str, ctx: FileContext, out: ParseOutput) -> list[_Snapshot]
                 continue
             process_match = _RAW_PROCESS.match(token)
             if process_match and not frames:
-                snap.pid = int(process_match.group(1))
-                snap.command_line = process_match.group(2).strip().strip('"') or None
+                processes.append(
+                    (int(process_match.group(1)), process_match.group(2).strip().strip('"') or None)
+                )
                 continue
             frame_match = _RAW_TOKEN.match(token)
             if frame_match:
@@ -616,15 +619,23 @@ def _parse_raw(text: str, ctx: FileContext, out: ParseOutput) -> list[_Snapshot]
                 )
             )
         frames.reverse()  # collapsed stacks are root first; the table is innermost first
-        key = (tid, tname)
+        pid = processes[-1][0] if processes else None
+        snap = snaps.get(pid)
+        if snap is None:
+            snap = _Snapshot(FORMAT_RAW, line_no, pid=pid)
+            if processes:
+                snap.command_line = processes[-1][1]
+                snap.ppid = processes[-2][0] if len(processes) > 1 else None
+            snaps[pid] = snap
+        key = (pid, tid, tname)
         thread = threads.get(key)
         if thread is None or tid is None:
             # Without --threads every line is its own stack of an unknown thread.
             thread = _Thread(tid, tname, None, None, line_no)
-            threads[(tid, tname) if tid is not None else (None, str(line_no))] = thread
+            threads[key if tid is not None else (pid, None, str(line_no))] = thread
             snap.threads.append(thread)
         thread.stacks.append(_Stack(frames, int(count)))
-    return [snap] if snap.threads else []
+    return [s for s in snaps.values() if s.threads]
 
 
 # --- record: speedscope -----------------------------------------------------------------------

@@ -257,3 +257,28 @@ def test_ingest_shares_ranks_across_files_and_skips_what_cannot_be_read(tmp_path
     assert skipped["pyspy/record/rank0.record.noidle.raw.txt"] == "empty file"
     problems = [p for p in result.summary.problems if p.file.endswith(".svg")]
     assert len(problems) == 1 and "cannot be read back" in problems[0].problem
+
+
+def test_record_raw_with_subprocesses_splits_processes(tmp_path: Path) -> None:
+    text = (
+        'process 10:"python -m torch.distributed.run train.py";thread (10): MainThread;<module> (run.py:9);'
+        "SimpleElasticAgent._invoke_run (torch/distributed/elastic/agent/server/api.py:923) 40\n"
+        'process 10:"python -m torch.distributed.run train.py";process 11:"python train.py";thread (11): MainThread;'
+        "<module> (train.py:68);all_reduce (torch/distributed/distributed_c10d.py:3252) 40\n"
+        'process 10:"python -m torch.distributed.run train.py";process 11:"python train.py";thread (15): reporter;'
+        "Thread.run (threading.py:982) 40\n"
+    )
+    frame, out = parse_text(tmp_path, "agent.record.raw.txt", text)
+    assert out.records == 5 and not out.rejected
+    procs = frame.group_by("snapshot_id", maintain_order=True).agg(
+        pl.col("pid").first(),
+        pl.col("ppid").first(),
+        pl.col("process_role").first(),
+        pl.col("thread_id").unique().sort(),
+    )
+    assert procs.rows() == [
+        ("agent.record.raw.txt#1", 10, None, "launcher-agent", [10]),
+        ("agent.record.raw.txt#2", 11, 10, "trainer", [11, 15]),
+    ]
+    main = frame.filter(pl.col("is_main_thread") & (pl.col("pid") == 11)).sort("depth")
+    assert main["function"].to_list() == ["all_reduce", "<module>"] and main["samples"].to_list() == [40, 40]
