@@ -1,22 +1,888 @@
-"""Placeholder parser for the flight_recorder source (being written)."""
+"""PyTorch flight-recorder (FR) dumps: pickle (restricted) and JSON, every format version.
+
+One file is one rank's ring buffer. ``parse`` turns its entries into columns directly (one Python
+list per column, converted to Arrow once), with stack frames converted once per distinct stack
+(torch memo-shares identical frame dicts, so stacks are keyed by the identity of their frames).
+``finalize`` works across files: it settles ranks (file name, manifest, content), reports two
+dumps claiming one rank, decides process-group membership (``pg_config`` when sane, inferred
+from the entries otherwise — torch 2.13 gloo writes a broken one) and gives every entry its group
+identity (name plus member set). docs/flight-recorder.md documents defaults and limits.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..report import Problem
 from ..selftel import SourceWire
-from .base import NO_CLAIM, FileContext, ParseOutput, SourceParser
+from ..tables import conform
+from ..tables.schemas import FRAME, SHAPES
+from . import safe_pickle
+from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
+from .manifest import Manifest
+
+KNOWN_VERSION = (2, 10)
+DEFAULT_PG = "0"
+
+_FR_KEYS = (b"entries", b"version", b"pg_config", b"pg_status", b"profiling_name", b"collective_seq_id")
+_JSON_KEYS = ('"entries"', '"version"', '"pg_config"', '"pg_status"', '"profiling_name"')
+_RANK_HOST_NAME = re.compile(r"(?P<prefix>.*?rank[_-]?)(?P<host>[A-Za-z][\w.-]*?)[_-](?P<rank>\d+)")
+_TRAILING_DIGITS = re.compile(r"(\d+)$")
+_RANK_DIR = re.compile(r"^(?:rank|r)[_-]?(\d+)$", re.IGNORECASE)
+_SUFFIXES = (".json", ".pkl", ".pickle", ".pt", ".bin", ".dump", ".fr")
+_LIST_INT = re.compile(r"-?\d+")
+
+# Frames from these files are library plumbing, not the caller's code.
+_LIBRARY_MARKERS = ("torch/", "typing_extensions", "multiprocessing/", "threading.py", "<string>", "runpy.py")
+
+
+def rank_from_name(rel: str) -> tuple[int | None, str | None]:
+    """(rank, host) named by a dump's file name: ``…rank_<R>``, ``…_<R>.json``, ``…rank_<host>_<R>``.
+
+    A folder such as ``rank3/`` names the rank when the file name carries none.
+    """
+    parts = rel.replace("\\", "/").split("/")
+    name = parts[-1]
+    for suffix in (".gz", ".zst"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    lowered = name.lower()
+    for suffix in _SUFFIXES:
+        if lowered.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    match = _RANK_HOST_NAME.fullmatch(name)
+    if match and not match.group("host").isdigit():
+        return int(match.group("rank")), match.group("host")
+    match = _TRAILING_DIGITS.search(name)
+    if match and len(match.group(1)) <= 7:
+        return int(match.group(1)), None
+    for folder in reversed(parts[:-1]):
+        found = _RANK_DIR.match(folder)
+        if found:
+            return int(found.group(1)), None
+    return None, None
+
+
+def parse_ranks(text: Any) -> list[int] | None:
+    """The member list of a ``pg_config`` entry (a string like ``"[0, 1]"`` or a list); None if unreadable."""
+    if isinstance(text, list):
+        return [int(x) for x in text] if all(type(x) is int for x in text) else None
+    if not isinstance(text, str):
+        return None
+    body = text.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        return None
+    inner = body[1:-1].strip()
+    if not inner:
+        return []
+    items = [item.strip() for item in inner.split(",")]
+    if not all(_LIST_INT.fullmatch(item) for item in items):
+        return None
+    return [int(item) for item in items]
+
+
+def members_label(ranks: Iterable[int]) -> str:
+    """Compact member list: ``0-3``, ``0,2``, ``0-3,8-11``."""
+    ordered = sorted(set(ranks))
+    spans: list[str] = []
+    start = prev = None
+    for rank in ordered:
+        if prev is not None and rank == prev + 1:
+            prev = rank
+            continue
+        if start is not None:
+            spans.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = rank
+    if start is not None:
+        spans.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ",".join(spans)
+
+
+def group_key(name: str, ranks: Iterable[int]) -> str:
+    """Group identity: name plus member set (split groups reuse names). Long sets are hashed."""
+    ordered = sorted(set(ranks))
+    label = members_label(ordered)
+    if len(label) > 48:
+        digest = hashlib.blake2b(",".join(map(str, ordered)).encode(), digest_size=6).hexdigest()
+        label = f"{len(ordered)}r#{digest}"
+    return f"{name}[{label}]"
+
+
+def split_profiling_name(name: str) -> tuple[str, str, int | None, int | None]:
+    """(backend, op, own group-local rank, peer group-local rank) of a profiling name.
+
+    ``nccl:send 1->0`` → ("nccl", "send", 1, 0); ``gloo:recv 1<-?`` → ("gloo", "recv", 1, None).
+    """
+    backend, sep, rest = name.partition(":")
+    if not sep:
+        backend, rest = "", name
+    op, _, peers = rest.strip().partition(" ")
+    own: int | None = None
+    peer: int | None = None
+    if peers:
+        for arrow in ("->", "<-"):
+            if arrow in peers:
+                left, _, right = peers.partition(arrow)
+                own = int(left) if left.strip().isdigit() else None
+                peer = int(right) if right.strip().isdigit() else None
+                break
+    return backend, op, own, peer
+
+
+def _is_library(filename: str) -> bool:
+    return any(marker in filename for marker in _LIBRARY_MARKERS)
+
+
+def call_site(frames: list[dict[str, Any]]) -> tuple[str | None, int | None]:
+    """(innermost caller frame as ``file:line name``, hash of the caller's whole stack).
+
+    Library frames (torch, wrappers, process bootstrap) are skipped: two ranks calling the same
+    collective from different lines of *their* code is what matters.
+    """
+    user = [f for f in frames if isinstance(f, dict) and not _is_library(str(f.get("filename", "")))]
+    if not user:
+        return None, None
+    first = user[0]
+    text = f"{first.get('filename')}:{first.get('line')} {first.get('name')}"
+    whole = "|".join(f"{f.get('filename')}:{f.get('line')}:{f.get('name')}" for f in user)
+    digest = int.from_bytes(hashlib.blake2b(whole.encode(), digest_size=8).digest(), "little", signed=True)
+    return text, digest
+
+
+def _to_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is bool:
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _LIST_INT.fullmatch(text):
+            return int(text)
+    return None
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _to_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _to_shapes(value: Any) -> list[list[int]] | None:
+    if not isinstance(value, (list, tuple)):
+        return None
+    shapes: list[list[int]] = []
+    for shape in value:
+        if not isinstance(shape, (list, tuple)) or not all(type(d) is int for d in shape):
+            return None
+        shapes.append(list(shape))
+    return shapes
+
+
+def _to_strs(value: Any) -> list[str] | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return None
+    return list(value)
+
+
+def _column(values: list[Any], dtype: pa.DataType, fix: Callable[[Any], Any]) -> tuple[pa.Array, int]:
+    """Arrow array of ``values``; on a type error, each value is repaired by ``fix`` (None if hopeless).
+
+    Returns the array and how many values had to be dropped to null.
+    """
+    try:
+        return pa.array(values, type=dtype, from_pandas=False), 0
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        fixed = [None if v is None else fix(v) for v in values]
+        bad = sum(1 for v, f in zip(values, fixed, strict=True) if v is not None and f is None)
+        return pa.array(fixed, type=dtype, from_pandas=False), bad
+
+
+def _numel(shapes: pa.Array) -> pa.Array:
+    """Total elements per row of a list<list<int64>> array (null rows stay null), vectorised."""
+    if len(shapes) == 0:
+        return pa.array([], type=pa.int64())
+    shapes = pa.concat_arrays([shapes])  # drop any slice offset so offsets index values directly
+    tensors = shapes.values
+    if len(tensors) == 0:
+        products = pa.array([], type=pa.int64())
+    else:
+        series = pl.Series("t", tensors)
+        products = series.list.eval(pl.element().product()).list.first().cast(pl.Int64).to_arrow()
+    cumulative = pc.cumulative_sum(
+        pa.concat_arrays([pa.array([0], type=pa.int64()), products.cast(pa.int64())])
+    )
+    offsets = shapes.offsets
+    ends = pc.take(cumulative, offsets.slice(1))
+    starts = pc.take(cumulative, offsets.slice(0, len(offsets) - 1))
+    totals = pc.subtract(ends, starts)
+    if shapes.null_count:
+        totals = pc.if_else(shapes.is_valid(), totals, pa.scalar(None, pa.int64()))
+    return totals
+
+
+def _version(raw: Any) -> tuple[str, tuple[int, int] | None]:
+    text = _to_str(raw)
+    if text is None:
+        return "", None
+    match = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
+    return text, (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _looks_fr_json(head: bytes) -> bool:
+    text = head.lstrip()[:1]
+    if text not in (b"{", b"["):
+        return False
+    sample = head.decode("utf-8", "replace")
+    return sum(1 for key in _JSON_KEYS if key in sample) >= 1
 
 
 class FlightRecorderParser(SourceParser):
-    """Not yet implemented: claims no file."""
+    """Reads one rank's flight-recorder dump (pickle or JSON) into fr_entries/fr_groups/fr_status."""
 
     source = "flight_recorder"
     tables = ("fr_entries", "fr_groups", "fr_status")
-    telemetry = SourceWire(component_id="flight_recorder", scope=__name__)
+    telemetry = SourceWire(
+        component_id="flight_recorder",
+        scope=__name__,
+        reasons=("entry-not-a-dict", "field-type", "unsafe-pickle", "undecodable"),
+    )
 
     def sniff(self, head: bytes, name: str) -> int:
-        """Claims nothing yet."""
-        return NO_CLAIM
+        """Pickle protocol-2 header with FR keys in the first KiB, or JSON with FR keys."""
+        try:
+            if head[:2] == b"\x80\x02" and head[2:3] in (b"}", b"]", b"("):
+                window = head[:1024]
+                hits = sum(1 for key in _FR_KEYS if key in window)
+                if hits >= 2:
+                    return STRONG_CLAIM
+                if hits == 1:
+                    return CLAIM
+                return NO_CLAIM
+            if _looks_fr_json(head[:1024]):
+                window = head[:1024].decode("utf-8", "replace")
+                hits = sum(1 for key in _JSON_KEYS if key in window)
+                if hits >= 2 or ('"process_group"' in window and '"record_id"' in window):
+                    return STRONG_CLAIM
+            return NO_CLAIM
+        except Exception:  # sniffing must never raise
+            return NO_CLAIM
 
     def parse(self, ctx: FileContext) -> ParseOutput:
-        """Reads nothing yet."""
-        return ParseOutput()
+        """Decode the dump safely and build the three tables' columns."""
+        out = ParseOutput()
+        data = ctx.data
+        is_json = data[:1] != b"\x80"
+        try:
+            dump = json.loads(data.decode("utf-8", "replace")) if is_json else safe_pickle.loads(data)
+        except safe_pickle.UnsafePickleError as exc:
+            out.reject("unsafe-pickle")
+            out.problems.append(
+                Problem(ctx.rel, None, f"flight-recorder pickle refused: {exc}; nothing was executed")
+            )
+            return out
+        except Exception as exc:  # damaged input of any kind: one problem for the file
+            out.reject("undecodable")
+            what = "JSON" if is_json else "pickle"
+            out.problems.append(
+                Problem(
+                    ctx.rel, None, f"flight-recorder {what} unreadable: {' '.join(str(exc).split())[:200]}"
+                )
+            )
+            return out
+        rank, host = rank_from_name(ctx.rel)
+        if host is None:
+            host = ctx.host_hint
+        rank_note = None
+        if rank is None:
+            rank = _rank_from_manifest(ctx.manifest, host)
+            rank_note = "manifest" if rank is not None else None
+        if rank is not None and host is None:
+            host = next((r.host for r in ctx.manifest.ranks if r.rank == rank and r.host), None)
+        if isinstance(dump, list):
+            version_text, version = "", None
+            top: dict[str, Any] = {}
+            entries: Any = dump
+        elif isinstance(dump, dict):
+            top = dump
+            version_text, version = _version(top.get("version"))
+            entries = top.get("entries", [])
+        else:
+            out.reject("undecodable")
+            out.problems.append(
+                Problem(ctx.rel, None, f"flight-recorder dump is a {type(dump).__name__}, not a dict or list")
+            )
+            return out
+        if isinstance(dump, dict):
+            if version is None:
+                out.problems.append(
+                    Problem(
+                        ctx.rel,
+                        None,
+                        f"flight-recorder version {version_text!r} not understood; fields read by name",
+                    )
+                )
+            elif version[0] != KNOWN_VERSION[0] or version > KNOWN_VERSION:
+                out.problems.append(
+                    Problem(
+                        ctx.rel,
+                        None,
+                        f"info: flight-recorder format {version_text} is newer than the known "
+                        f"{KNOWN_VERSION[0]}.{KNOWN_VERSION[1]}; known fields read, others ignored",
+                    )
+                )
+        if entries is None:
+            entries = []
+        if not isinstance(entries, list):
+            out.reject("undecodable")
+            out.problems.append(Problem(ctx.rel, None, "flight-recorder 'entries' is not a list"))
+            entries = []
+        good = [e for e in entries if type(e) is dict]
+        if len(good) != len(entries):
+            out.reject("entry-not-a-dict", len(entries) - len(good))
+            first_bad = next(i for i, e in enumerate(entries) if type(e) is not dict)
+            out.problems.append(
+                Problem(ctx.rel, first_bad + 1, "flight-recorder entry is not a dict (skipped)")
+            )
+        positions = (
+            list(range(1, len(entries) + 1))
+            if len(good) == len(entries)
+            else [i + 1 for i, e in enumerate(entries) if type(e) is dict]
+        )
+        columns, damaged = _entry_columns(good, bare=isinstance(dump, list))
+        if damaged:
+            out.reject("field-type", damaged)
+            out.problems.append(
+                Problem(
+                    ctx.rel, None, f"{damaged} flight-recorder field value(s) of the wrong type read as null"
+                )
+            )
+        n = len(good)
+        columns["source_file"] = pa.array([ctx.rel] * n, type=pa.string())
+        columns["source_line"] = pa.array(positions, type=pa.int64())
+        columns["host"] = pa.array([host] * n, type=pa.string())
+        columns["rank"] = pa.array([rank] * n, type=pa.int32())
+        columns["dump_version"] = pa.array([version_text] * n, type=pa.string())
+        columns["dump_format"] = pa.array(["json" if is_json else "pickle"] * n, type=pa.string())
+        lib = None
+        for key in ("comm_lib_version", "nccl_version", "xccl_version"):
+            if _to_str(top.get(key)):
+                lib = _to_str(top.get(key))
+                break
+        columns["comm_lib_version"] = pa.array([lib] * n, type=pa.string())
+        out.tables["fr_entries"] = conform("fr_entries", columns)
+        out.records = n
+        out.tables["fr_status"] = _status_table(top.get("pg_status"), ctx.rel, host, rank)
+        out.tables["fr_groups"] = _config_table(top.get("pg_config"), ctx.rel, rank)
+        if rank is None:
+            out.problems.append(
+                Problem(
+                    ctx.rel,
+                    None,
+                    "info: file name names no rank; deciding it from the manifest or the dump's groups",
+                )
+            )
+        elif rank_note == "manifest":
+            out.problems.append(
+                Problem(ctx.rel, None, f"info: rank {rank} taken from the manifest (file name names none)")
+            )
+        return out
+
+    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+        """Settle ranks, drop duplicate claims (reported), decide group membership, fill group keys."""
+        return _finalize(tables, manifest)
+
+
+def _rank_from_manifest(manifest: Manifest, host: str | None) -> int | None:
+    if host is None:
+        return None
+    ranks = [r.rank for r in manifest.ranks if r.host == host]
+    return ranks[0] if len(ranks) == 1 else None
+
+
+def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, Any], int]:
+    """Column arrays of one dump's entries, built one column at a time (no per-entry dicts)."""
+    damaged = 0
+    cols: dict[str, Any] = {}
+
+    def take(key: str, dtype: pa.DataType, fix: Callable[[Any], Any], alias: str | None = None) -> pa.Array:
+        nonlocal damaged
+        values = [e.get(key, e.get(alias)) for e in good] if alias is not None else [e.get(key) for e in good]
+        array, bad = _column(values, dtype, fix)
+        damaged += bad
+        return array
+
+    cols["record_id"] = take("record_id", pa.int64(), _to_int)
+    cols["pg_id"] = take("pg_id", pa.int64(), _to_int)
+    cols["collective_seq_id"] = take("collective_seq_id", pa.int64(), _to_int, alias="seq_id")
+    cols["p2p_seq_id"] = take("p2p_seq_id", pa.int64(), _to_int)
+    cols["op_id"] = take("op_id", pa.int64(), _to_int)
+    cols["timeout_ms"] = take("timeout_ms", pa.int64(), _to_int)
+    cols["duration_ms"] = take("duration_ms", pa.float64(), _to_float)
+    created = take("time_created_ns", pa.int64(), _to_int)
+    started = take("time_discovered_started_ns", pa.int64(), _to_int)
+    completed = take("time_discovered_completed_ns", pa.int64(), _to_int)
+
+    # JSON writes 0 for "unknown"; no real timestamp is 0.
+    def zero_null(array: pa.Array) -> pa.Array:
+        if array.null_count == len(array):
+            return array
+        return pc.if_else(pc.equal(array, 0), pa.scalar(None, pa.int64()), array)
+
+    created, started, completed = zero_null(created), zero_null(started), zero_null(completed)
+    cols["time_created_ns"] = created
+    cols["ts_ns"] = created
+    cols["time_started_ns"] = started
+    cols["time_completed_ns"] = completed
+    cols["state"] = take("state", pa.string(), _to_str)
+    cols["retired"] = take("retired", pa.bool_(), _to_bool)
+    is_p2p = take("is_p2p", pa.bool_(), _to_bool)
+    cols["thread_name"] = take("thread_name", pa.string(), _to_str)
+    cols["thread_id"] = take("thread_id", pa.string(), _to_str)
+    cols["input_sizes"] = take("input_sizes", SHAPES, _to_shapes, alias="sizes")
+    cols["output_sizes"] = take("output_sizes", SHAPES, _to_shapes)
+    cols["input_numel"] = _numel(cols["input_sizes"])
+    cols["output_numel"] = _numel(cols["output_sizes"])
+    cols["input_dtypes"] = take("input_dtypes", pa.list_(pa.string()), _to_strs)
+    cols["output_dtypes"] = take("output_dtypes", pa.list_(pa.string()), _to_strs)
+
+    # Process group: (name, desc) tuple in pickles, list in JSON; pre-2024 dumps only have pg_id.
+    names: list[str | None] = []
+    descs: list[str | None] = []
+    for e in good:
+        group = e.get("process_group")
+        if isinstance(group, (tuple, list)) and len(group) >= 2:
+            names.append(_to_str(group[0]))
+            descs.append(_to_str(group[1]))
+        elif isinstance(group, str):
+            names.append(group)
+            descs.append(None)
+        else:
+            pg = _to_int(e.get("pg_id"))
+            names.append(str(pg) if pg is not None and bare else None)
+            descs.append(None)
+    cols["pg_name"] = pa.array(names, type=pa.string())
+    cols["pg_desc"] = pa.array(descs, type=pa.string())
+
+    # Profiling names repeat: split each distinct one once.
+    cache: dict[Any, tuple[str, str, int | None, int | None]] = {}
+    backends: list[str | None] = []
+    ops: list[str | None] = []
+    owns: list[int | None] = []
+    peers: list[int | None] = []
+    raw_names: list[str | None] = []
+    for e in good:
+        name = e.get("profiling_name")
+        parts = cache.get(name)
+        if parts is None:
+            parts = split_profiling_name(name) if isinstance(name, str) else ("", "", None, None)
+            cache[name] = parts
+        raw_names.append(name if isinstance(name, str) else None)
+        backends.append(parts[0] or None)
+        ops.append(parts[1] or None)
+        owns.append(parts[2])
+        peers.append(parts[3])
+    cols["profiling_name"] = pa.array(raw_names, type=pa.string())
+    cols["backend"] = pa.array(backends, type=pa.string())
+    cols["op"] = pa.array(ops, type=pa.string())
+    cols["p2p_peer"] = pa.array(peers, type=pa.int32())
+    cols["p2p_local_rank"] = pa.array(owns, type=pa.int32())
+    # Older dumps have no is_p2p: a peer arrow in the name says it.
+    if is_p2p.null_count:
+        named = pa.array([o is not None or (op in ("send", "recv")) for o, op in zip(owns, ops, strict=True)])
+        is_p2p = pc.if_else(is_p2p.is_null(), named, is_p2p)
+    cols["is_p2p"] = is_p2p
+
+    frames, sites, stacks, bad_frames = _frames_columns(good)
+    damaged += bad_frames
+    cols["frames"] = frames
+    cols["call_site"] = sites
+    cols["call_stack_id"] = stacks
+    return cols, damaged
+
+
+def _frames_columns(good: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array, pa.Array, int]:
+    """Frames as list<struct>, built once per distinct stack and expanded with ``take``.
+
+    Pickled dumps share identical frame dicts through the memo, so a stack is identified by the
+    ids of its frame objects (valid while the decoded dump is alive, i.e. during this call).
+    """
+    index_of: dict[Any, int] = {}
+    unique: list[list[dict[str, Any]] | None] = []
+    indices: list[int] = []
+    bad = 0
+    for e in good:
+        frames = e.get("frames")
+        if frames is None:
+            key: Any = None
+        elif isinstance(frames, list):
+            key = tuple(map(id, frames))
+        else:
+            key = ("bad", id(frames))
+        position = index_of.get(key)
+        if position is None:
+            position = len(unique)
+            index_of[key] = position
+            if frames is None:
+                unique.append(None)
+            else:
+                clean = _clean_frames(frames)
+                if clean is None:
+                    bad += 1
+                unique.append(clean)
+        indices.append(position)
+    site_text: list[str | None] = []
+    site_hash: list[int | None] = []
+    for stack in unique:
+        if stack is None:
+            site_text.append(None)
+            site_hash.append(None)
+        else:
+            text, digest = call_site(stack)
+            site_text.append(text)
+            site_hash.append(digest)
+    take = pa.array(indices, type=pa.int32())
+    frames_unique = pa.array(unique, type=pa.list_(FRAME))
+    return (
+        frames_unique.take(take),
+        pa.array(site_text, type=pa.string()).take(take),
+        pa.array(site_hash, type=pa.int64()).take(take),
+        bad,
+    )
+
+
+def _clean_frames(frames: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(frames, list):
+        return None
+    clean: list[dict[str, Any]] = []
+    for frame in frames:
+        if not isinstance(frame, dict):
+            return None
+        line = _to_int(frame.get("line"))
+        clean.append(
+            {"name": _to_str(frame.get("name")), "filename": _to_str(frame.get("filename")), "line": line}
+        )
+    return clean
+
+
+def _status_table(status: Any, rel: str, host: str | None, rank: int | None) -> pa.Table:
+    rows: dict[str, list[Any]] = {k: [] for k in ("pg_id", "last_enqueued", "last_started", "last_completed")}
+    if isinstance(status, dict):
+        for key, value in status.items():
+            pg = _to_int(key)
+            if pg is None or not isinstance(value, dict):
+                continue
+            rows["pg_id"].append(pg)
+            rows["last_enqueued"].append(_to_int(value.get("last_enqueued_collective")))
+            rows["last_started"].append(_to_int(value.get("last_started_collective")))
+            rows["last_completed"].append(_to_int(value.get("last_completed_collective")))
+    n = len(rows["pg_id"])
+    return conform(
+        "fr_status",
+        {**rows, "source_file": [rel] * n, "host": [host] * n, "rank": [rank] * n},
+    )
+
+
+def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
+    """What this dump's ``pg_config`` claims, one row per group; ``finalize`` decides what is sane."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("pg_name", "pg_desc", "ranks", "membership_source")}
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if not isinstance(value, dict):
+                continue
+            name = _to_str(value.get("name"))
+            if not name:
+                name = None
+            members = parse_ranks(value.get("ranks"))
+            sane = name is not None and members is not None and len(members) > 0
+            if sane and rank is not None and members is not None and rank not in members:
+                sane = False
+            rows["pg_name"].append(name if name is not None else _to_str(key))
+            rows["pg_desc"].append(_to_str(value.get("desc")))
+            rows["ranks"].append(members)
+            rows["membership_source"].append("config" if sane else "config-broken")
+    n = len(rows["pg_name"])
+    return conform(
+        "fr_groups",
+        {
+            **rows,
+            "source_file": [rel] * n,
+            "dumped_ranks": [[rank] if rank is not None else [] for _ in range(n)],
+        },
+    )
+
+
+# -- finalize ---------------------------------------------------------------------------------
+
+
+def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+    problems: list[Problem] = []
+    entries = pl.from_arrow(tables["fr_entries"], rechunk=False)
+    status = pl.from_arrow(tables["fr_status"], rechunk=False)
+    config = pl.from_arrow(tables["fr_groups"], rechunk=False)
+    assert (
+        isinstance(entries, pl.DataFrame)
+        and isinstance(status, pl.DataFrame)
+        and isinstance(config, pl.DataFrame)
+    )
+
+    # 1. One rank per file.
+    files: dict[str, int | None] = {}
+    for frame in (entries, status, config):
+        if frame.height:
+            pairs = frame.select("source_file", *(["rank"] if "rank" in frame.columns else [])).unique(
+                maintain_order=True
+            )
+            for row in pairs.iter_rows():
+                rel = row[0]
+                if rel is None:
+                    continue
+                value = row[1] if len(row) > 1 else None
+                if rel not in files or files[rel] is None:
+                    files[rel] = value
+    # Ranks from each file's own sane pg_config (its rank is a member of every listed group).
+    sane_config = config.filter(pl.col("membership_source") == "config")
+    for rel, rank in list(files.items()):
+        if rank is not None:
+            continue
+        mine = sane_config.filter(pl.col("source_file") == rel)["ranks"].to_list()
+        candidates: set[int] | None = None
+        for members in mine:
+            candidates = set(members) if candidates is None else candidates & set(members)
+        claimed = {r for r in files.values() if r is not None}
+        if candidates is not None:
+            candidates -= claimed
+            if len(candidates) == 1:
+                files[rel] = candidates.pop()
+                problems.append(
+                    Problem(rel, None, f"info: rank {files[rel]} decided from the dump's process groups")
+                )
+                continue
+        problems.append(
+            Problem(
+                rel,
+                None,
+                "rank of this dump unknown (no rank in the name, manifest or groups); its entries are not aligned",
+            )
+        )
+    # 2. Two dumps claiming one rank: keep one, say which.
+    by_rank: dict[int, list[str]] = {}
+    for rel, rank in files.items():
+        if rank is not None:
+            by_rank.setdefault(rank, []).append(rel)
+    dropped: set[str] = set()
+    if any(len(v) > 1 for v in by_rank.values()):
+        stats = _file_stats(entries)
+        for rank, rels in sorted(by_rank.items()):
+            if len(rels) < 2:
+                continue
+            ordered = sorted(
+                rels,
+                key=lambda r: (
+                    -stats.get(r, (0, 0, 0))[0],
+                    -stats.get(r, (0, 0, 0))[1],
+                    -stats.get(r, (0, 0, 0))[2],
+                    r,
+                ),
+            )
+            keep = ordered[0]
+            for other in ordered[1:]:
+                dropped.add(other)
+                problems.append(
+                    Problem(
+                        other,
+                        None,
+                        f"two dumps claim rank {rank}: {keep} and {other}; kept {keep} "
+                        "(frames, more entries, later last entry), ignored this one",
+                    )
+                )
+    if dropped:
+        entries = entries.filter(~pl.col("source_file").is_in(list(dropped)))
+        status = status.filter(~pl.col("source_file").is_in(list(dropped)))
+        config = config.filter(~pl.col("source_file").is_in(list(dropped)))
+        files = {k: v for k, v in files.items() if k not in dropped}
+    rank_map = pl.DataFrame(
+        {"source_file": list(files), "_rank": [files[k] for k in files]},
+        schema={"source_file": pl.String, "_rank": pl.Int32},
+    )
+
+    def with_rank(frame: pl.DataFrame) -> pl.DataFrame:
+        if frame.height == 0:
+            return frame
+        return (
+            frame.join(rank_map, on="source_file", how="left")
+            .with_columns(pl.coalesce("rank", "_rank").alias("rank"))
+            .drop("_rank")
+        )
+
+    entries = with_rank(entries)
+    status = with_rank(status)
+    config = (
+        config.join(rank_map, on="source_file", how="left")
+        .with_columns(
+            pl.when(pl.col("_rank").is_not_null())
+            .then(pl.concat_list(pl.col("_rank")))
+            .otherwise(pl.col("dumped_ranks"))
+            .alias("dumped_ranks")
+        )
+        .drop("_rank")
+        if config.height
+        else config
+    )
+    dumped = sorted({r for r in files.values() if r is not None})
+
+    # 3. World size: manifest, dumped ranks, any member list anywhere.
+    world = max([manifest.world_size or 0, (max(dumped) + 1) if dumped else 0])
+    for members in config["ranks"].to_list() if config.height else []:
+        if members:
+            world = max(world, max(members) + 1)
+
+    # 4. Membership: sane pg_config first, inferred from the entries otherwise.
+    groups, assignment = _memberships(entries, config, world, files)
+    group_rows: dict[str, list[Any]] = {
+        k: []
+        for k in ("group_key", "pg_name", "pg_desc", "ranks", "size", "membership_source", "dumped_ranks")
+    }
+    dumped_set = set(dumped)
+    for key, (name, desc, members, source) in sorted(groups.items()):
+        group_rows["group_key"].append(key)
+        group_rows["pg_name"].append(name)
+        group_rows["pg_desc"].append(desc)
+        group_rows["ranks"].append(sorted(members))
+        group_rows["size"].append(len(members))
+        group_rows["membership_source"].append(source)
+        group_rows["dumped_ranks"].append(sorted(set(members) & dumped_set))
+    assign = pl.DataFrame(
+        {
+            "rank": [a[0] for a in assignment],
+            "pg_name": [a[1] for a in assignment],
+            "_key": [a[2] for a in assignment],
+        },
+        schema={"rank": pl.Int32, "pg_name": pl.String, "_key": pl.String},
+    )
+    if entries.height:
+        entries = (
+            entries.join(assign, on=["rank", "pg_name"], how="left", nulls_equal=False)
+            .with_columns(pl.col("_key").alias("group_key"))
+            .drop("_key")
+        )
+        # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
+        names = (
+            entries.select("rank", "pg_id", "pg_name", "group_key")
+            .drop_nulls(["rank", "pg_id"])
+            .unique(subset=["rank", "pg_id"], keep="first")
+        )
+    else:
+        names = pl.DataFrame(
+            schema={"rank": pl.Int32, "pg_id": pl.Int64, "pg_name": pl.String, "group_key": pl.String}
+        )
+    if status.height:
+        status = (
+            status.drop("pg_name", "group_key")
+            .join(names.rename({"pg_name": "_n", "group_key": "_k"}), on=["rank", "pg_id"], how="left")
+            .rename({"_n": "pg_name", "_k": "group_key"})
+        )
+    out_tables = {
+        "fr_entries": entries.to_arrow(),
+        "fr_status": status.to_arrow(),
+        "fr_groups": conform("fr_groups", group_rows),
+    }
+    return FinalizeOutput(out_tables, problems)
+
+
+def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
+    """Per file: (has frames, entry count, last time) — what decides which duplicate to keep."""
+    if entries.height == 0:
+        return {}
+    stats = entries.group_by("source_file").agg(
+        pl.col("frames").is_not_null().any().cast(pl.Int64).alias("f"),
+        pl.len().alias("n"),
+        pl.col("time_created_ns").max().fill_null(0).alias("t"),
+    )
+    return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in stats.iter_rows()}
+
+
+def _memberships(
+    entries: pl.DataFrame, config: pl.DataFrame, world: int, files: dict[str, int | None]
+) -> tuple[dict[str, tuple[str, str | None, list[int], str]], list[tuple[int, str, str]]]:
+    """Groups (key → name, desc, members, source) and (rank, pg_name) → key assignments."""
+    groups: dict[str, tuple[str, str | None, list[int], str]] = {}
+    # Sane config sets per name; a rank's own config decides which set its entries belong to.
+    own: dict[tuple[int, str], str] = {}
+    by_name: dict[str, list[tuple[frozenset[int], str | None]]] = {}
+    if config.height:
+        sane = config.filter(pl.col("membership_source") == "config").select(
+            "pg_name", "pg_desc", "ranks", "dumped_ranks"
+        )
+        for name, desc, members, reporters in sane.iter_rows():
+            if name is None or not members:
+                continue
+            member_set = frozenset(members)
+            key = group_key(name, member_set)
+            if key not in groups:
+                groups[key] = (name, desc, sorted(member_set), "config")
+                by_name.setdefault(name, []).append((member_set, desc))
+            for reporter in reporters or []:
+                own[(reporter, name)] = key
+    seen = (
+        entries.filter(pl.col("rank").is_not_null() & pl.col("pg_name").is_not_null())
+        .group_by("pg_name", "rank")
+        .agg(pl.col("pg_desc").drop_nulls().first().alias("desc"))
+        .sort("pg_name", "rank")
+        if entries.height
+        else pl.DataFrame(schema={"pg_name": pl.String, "rank": pl.Int32, "desc": pl.String})
+    )
+    assignment: list[tuple[int, str, str]] = []
+    unassigned: dict[str, list[tuple[int, str | None]]] = {}
+    for name, rank, desc in seen.iter_rows():
+        key = own.get((rank, name))
+        if key is None:
+            for member_set, _ in by_name.get(name, []):
+                if rank in member_set:
+                    key = group_key(name, member_set)
+                    break
+        if key is not None:
+            assignment.append((rank, name, key))
+        else:
+            unassigned.setdefault(name, []).append((rank, desc))
+    for name, pairs in unassigned.items():
+        members = {r for r, _ in pairs}
+        desc = next((d for _, d in pairs if d), None)
+        if name == DEFAULT_PG or desc == "default_pg":
+            # The default group spans the world, including ranks that left no dump.
+            members |= set(range(world))
+        key = group_key(name, members)
+        groups[key] = (name, desc, sorted(members), "inferred")
+        for rank, _ in pairs:
+            assignment.append((rank, name, key))
+    return groups, assignment

@@ -88,6 +88,19 @@ FR_ENTRIES = _schema(
     col("thread_name", pa.string(), "Enqueuing thread name"),
     col("thread_id", pa.string(), "Enqueuing thread id"),
     col("frames", pa.list_(FRAME), "Python (and C++) frames, innermost first; null when the dump has none"),
+    col("dump_format", pa.string(), "pickle or json: how the dump was written"),
+    col("comm_lib_version", pa.string(), "comm_lib_version / nccl_version / xccl_version of the dump ('' on gloo)"),
+    col(
+        "p2p_local_rank",
+        pa.int32(),
+        "Group-local rank of the issuing rank as a p2p profiling name spells it (send 1->0: 1)",
+    ),
+    col(
+        "call_site",
+        pa.string(),
+        "Innermost caller frame outside torch/library code, 'file:line function'; null without frames",
+    ),
+    col("call_stack_id", pa.int64(), "Hash of the caller's frames outside library code; null without frames"),
 )
 
 FR_GROUPS = _schema(
@@ -99,6 +112,11 @@ FR_GROUPS = _schema(
     col("size", pa.int32(), "Number of members"),
     col("membership_source", pa.string(), "config (pg_config was sane) or inferred (from entries)"),
     col("dumped_ranks", pa.list_(pa.int32()), "Members that left a dump"),
+    col(
+        "source_file",
+        pa.string(),
+        "Dump whose pg_config described the group (per-file rows before cross-file merging; null after)",
+    ),
 )
 
 FR_STATUS = _schema(
