@@ -226,6 +226,11 @@ KERNEL_EVENTS = _schema(
     col("trace", pa.list_(pa.string()), "Call-trace symbols of a multi-line record (hung task, oops), innermost first"),
     col("count", pa.int64(), "Identical lines collapsed into this row (floods)"),
     col("last_ts_ns", pa.int64(), "Time of the last collapsed line, UTC ns"),
+    col(
+        "attrs",
+        pa.map_(pa.string(), pa.string()),
+        "Further parsed facts by name (aer_severity, link_state, port, oom_scope, cascade_of, recovery_action, gpu_uuid, …; docs/kernel-logs.md)",
+    ),
 )
 
 APP_EVENTS = _schema(

@@ -1,0 +1,81 @@
+"""Generate a large raw-dmesg kernel log with one Xid 79 in the middle, and measure parse speed.
+
+Usage: ``.venv/bin/python bench/kernel_log_gen.py [--lines 1000000] [--out FILE]``. Prints the
+size, the parse time and the throughput in MB/s of kernel-log text (one process, one file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+# Ordinary kernel chatter seen on GPU hosts; numbers vary so most lines are distinct.
+NOISE = (
+    "usb 1-{a}: new high-speed USB device number {b} using xhci_hcd",
+    "EXT4-fs (nvme0n1p{a}): mounted filesystem {b:08x}-1b2c with ordered data mode. Quota mode: none.",
+    'audit: type=1400 audit({b}.{a}:42): apparmor="STATUS" operation="profile_load" profile="unconfined" name="docker-default" pid={b}',
+    "IPv6: ADDRCONF(NETDEV_CHANGE): veth{b:06x}: link becomes ready",
+    "docker0: port {a}(veth{b:06x}) entered forwarding state",
+    "systemd-journald[{b}]: Received client request to flush runtime journal.",
+    "nvidia-uvm: Loaded the UVM driver, major device number {a}.",
+    "perf: interrupt took too long ({b} > {a}), lowering kernel.perf_event_max_sample_rate to {b}",
+    "TCP: request_sock_TCP: Possible SYN flooding on port {b}. Sending cookies.",
+    "cgroup: fork rejected by pids controller in /kubepods/burstable/pod{b:08x}",
+)
+XID79 = "NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus."
+
+
+def generate(lines: int, seed: int = 7) -> bytes:
+    """A raw dmesg log of ``lines`` lines with exactly one Xid 79 line in the middle."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    middle = lines // 2
+    for i in range(lines):
+        uptime = 100.0 + i * 0.000731
+        if i == middle:
+            body = XID79
+        else:
+            body = rng.choice(NOISE).format(a=rng.randrange(1, 9), b=rng.randrange(1, 1 << 24))
+        out.append(f"[{uptime:12.6f}] {body}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate, parse, report MB/s."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=None, help="also write the log here")
+    args = parser.parse_args(argv)
+    from tracecore.analyzers.ingest.base import FileContext
+    from tracecore.analyzers.ingest.kernel_log import KernelLogParser
+    from tracecore.analyzers.ingest.manifest import Manifest
+    from tracecore.analyzers.tables import conform
+
+    data = generate(args.lines)
+    if args.out:
+        args.out.write_bytes(data)
+    ctx = FileContext(Path("dmesg.log"), "node-1/dmesg.log", data, "node-1", Manifest(), None)
+    parser_ = KernelLogParser()
+    parser_.parse(ctx)  # warm-up (imports, regex compilation)
+    best = float("inf")
+    rows = 0
+    xid79 = 0
+    for _ in range(3):
+        started = time.perf_counter()
+        output = parser_.parse(ctx)
+        table = conform("kernel_events", output.tables["kernel_events"])
+        best = min(best, time.perf_counter() - started)
+        rows = table.num_rows
+        xid79 = sum(1 for x in table.column("xid").to_pylist() if x == 79)
+    mb = len(data) / 1e6
+    print(
+        f"lines={args.lines} size={mb:.1f}MB best_parse={best:.3f}s throughput={mb / best:.1f}MB/s rows={rows} xid79_rows={xid79}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
