@@ -1109,6 +1109,16 @@ def _protocol(signal: str) -> str:
     ).lower()
 
 
+def grpc_available() -> bool:
+    """Whether the optional OTLP/gRPC exporter package is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _otlp_exporters(signal: str, notices: list[str]) -> Any:
     """The OTLP exporter class for ``signal`` per OTEL_EXPORTER_OTLP_PROTOCOL, or None with a notice."""
     protocol = _protocol(signal)
