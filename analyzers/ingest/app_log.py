@@ -62,7 +62,7 @@ _MARKERS = (
     r"exitcode|ChildFailedError|first observed failure|^\s*\[\d+\]:\s*$|^\s*(?:time|host|rank|error_file|traceback)\s*:|"
     r"^\S+ FAILED\s*$|^Failures:|[Rr]endezvous|TCPStore|DistStoreError|DistNetworkError|\[c10d|"
     r"clients joined|Socket Timeout|Connection refused|EADDRINUSE|SIG[A-Z]+ received|^PC: @|"
-    r"Fatal Python error|Caught signal|didn't join collective|mismatch between collectives|"
+    r"Fatal Python error|Caught signal|DataLoader worker|bus error encountered in worker|didn't join collective|mismatch between collectives|"
     r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt)(?::|\s*$)"
 )
 
@@ -118,6 +118,10 @@ _FATAL = re.compile(
 )
 # c10d lines at info/debug level (socket connected, store read callbacks at shutdown) are context.
 _QUIET_C10D = re.compile(r"^\s*\[?I\d{4} |^\s*\[I |\[c10d - (?:debug|trace)\]")
+_DL_WORKER = re.compile(
+    r"DataLoader worker \(pids?\(?s?\)? ?(?P<pids>[\d, ]+)\)? (?:is killed by signal: (?P<how>[\w ]+)|exited unexpectedly)|"
+    r"Unexpected bus error encountered in worker"
+)
 _DESYNC = re.compile(
     r"finished collective #(?P<done>\d+), but didn't join collective #(?P<seq>\d+)|mismatch between collectives"
 )
@@ -544,6 +548,16 @@ def classify(line_no: int, body: str) -> _Row | None:
         row.kind = "elastic_summary"
         if "first observed failure" in body:
             row.attrs["section"] = "first_observed"
+    elif m := _DL_WORKER.search(body):
+        # A DataLoader worker (a child of the rank) died: the rank's own crash comes later, if at all.
+        row.kind = "fatal_signal"
+        row.attrs["worker"] = "dataloader"
+        if m.group("pids"):
+            row.attrs["worker_pids"] = ",".join(re.findall(r"\d+", m.group("pids")))
+        how = (m.group("how") or "bus error").strip().lower()
+        row.signal = _FPE_SIGNAL.get(how, "SIGKILL" if how.startswith("kill") else None)
+        if "bus error" in body.lower():
+            row.signal = "SIGBUS"
     elif m := _FATAL.search(body):
         row.kind = "fatal_signal"
         if m.group("sig") or m.group("sig2"):
@@ -704,6 +718,12 @@ def _rendezvous_fields(row: _Row, body: str) -> None:
     lowered = body.lower()
     if "refused" in lowered:
         reason = "connection-refused"
+    elif (
+        "no route to host" in lowered
+        or "network is unreachable" in lowered
+        or "name or service not known" in lowered
+    ):
+        reason = "unreachable"
     elif "eaddrinuse" in lowered or "address already in use" in lowered:
         reason = "address-in-use"
     elif "closed" in lowered:
