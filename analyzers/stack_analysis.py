@@ -510,7 +510,9 @@ _STORAGE_FUNCTIONS = re.compile(
     r"(?i)(?:^|_)(?:save|saves|write|writes|dump|dumps|flush|fsync|fdatasync|persist|upload|serialize|"
     r"checkpoint|checkpoints|ckpt)(?:$|_)"
 )
-_STORAGE_FILES = frozenset({"serialization.py", "pickle.py", "shutil.py", "zipfile.py", "tarfile.py", "tempfile.py"})
+_STORAGE_FILES = frozenset(
+    {"serialization.py", "pickle.py", "shutil.py", "zipfile.py", "tarfile.py", "tempfile.py"}
+)
 _STORAGE_NATIVE = frozenset(
     {
         "fsync",
@@ -732,3 +734,46 @@ def gil_contention(
                     GilContention(stack.snapshot_id, stack, holders[0], waits_for_gil)
                 )
     return found, known
+
+
+_STEP_NAMES = ("global_step", "step", "iteration", "iter_num", "curr_step")
+
+
+def step_locals(tables: Tables) -> dict[str, int]:
+    """Training step per process key, from the main thread's locals (``--locals`` dumps), when present.
+
+    Ranks at different step values are in different iterations: a cheap way to see who is behind.
+    """
+    frame = _frames_frame(tables)
+    if frame.is_empty():
+        return {}
+    rows = frame.filter(
+        pl.col("is_main_thread")
+        & pl.col("locals").is_not_null()
+        & pl.col("process_role").is_in(list(TRAINING_ROLES))
+    ).sort("snapshot_id", "stack_id", "depth")
+    found: dict[str, int] = {}
+    for row in rows.select("rank", "host", "pid", "locals").iter_rows(named=True):
+        key = (
+            f"rank={row['rank']}" if row["rank"] is not None else f"host={row['host'] or ''} pid={row['pid']}"
+        )
+        if key in found:
+            continue
+        raw = row["locals"] or []
+        # Polars gives an Arrow map either as key/value structs or as (key, value) pairs.
+        values = (
+            dict(raw)
+            if isinstance(raw, dict)
+            else {
+                (item["key"] if isinstance(item, dict) else item[0]): (
+                    item["value"] if isinstance(item, dict) else item[1]
+                )
+                for item in raw
+            }
+        )
+        for name in _STEP_NAMES:
+            value = (values.get(name) or "").strip()
+            if re.fullmatch(r"-?\d+", value):
+                found[key] = int(value)
+                break
+    return found

@@ -12,6 +12,7 @@ from ..stack_analysis import (
     site,
     snapshot_skew_ns,
     stack_evidence,
+    step_locals,
     undumped_ranks,
     who,
     window,
@@ -58,11 +59,14 @@ def detect(tables: Tables) -> list[Verdict]:
         return []
     missing = undumped_ranks(tables, views)
     skew = snapshot_skew_ns(views)
-    verdicts = [_verdict(group, missing, skew, [len(g) for g in grouping.groups]) for group in groups]
+    steps = step_locals(tables)
+    verdicts = [_verdict(group, missing, skew, [len(g) for g in grouping.groups], steps) for group in groups]
     return verdicts
 
 
-def _verdict(group: OutlierGroup, missing: list[int], skew: int | None, sizes: list[int]) -> Verdict:
+def _verdict(
+    group: OutlierGroup, missing: list[int], skew: int | None, sizes: list[int], steps: dict[str, int]
+) -> Verdict:
     outlier = group.members[0]
     victim = group.dominant[0]
     outlier_site = site(outlier.rep)
@@ -152,6 +156,7 @@ def _verdict(group: OutlierGroup, missing: list[int], skew: int | None, sizes: l
             "ranks_without_stack": missing,
             "rank_sources": {v.label: v.rep.rank_source for v in group.members},
             "snapshots": {v.label: v.rep.snapshot_id for v in [*group.members, victim]},
+            "steps": {v.label: steps[v.key] for v in [*group.members, *group.dominant] if v.key in steps},
         },
     )
 

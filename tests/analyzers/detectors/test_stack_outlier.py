@@ -38,6 +38,7 @@ def test_sample_job_names_rank_2_in_load_batch() -> None:
         "common_frame": "train_step (train_hang.py:43)",
     }
     assert details["dominant_top_frame"] == "all_reduce (torch/distributed/distributed_c10d.py:3252)"
+    assert details["steps"] == {"rank 0": 3, "rank 2": 3}  # from the --locals dumps: same iteration
     culprit, victim = verdict.evidence
     # rank2.dump.txt and rank2.dump.later.txt are byte-identical; ingest reads one of them.
     assert culprit.file in ("pyspy/rank2.dump.txt", "pyspy/rank2.dump.later.txt") and culprit.line == 5
