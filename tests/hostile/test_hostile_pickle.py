@@ -16,7 +16,10 @@ from tracecore.analyzers.ingest import flight_recorder
 from tracecore.analyzers.ingest.base import FileContext
 from tracecore.analyzers.ingest.manifest import Manifest
 
-VARIANTS = ["global_reduce", "stack_global_fr_dict", "inst", "builtins_exec"]
+VARIANTS = ["global_reduce", "fr_dump_reduce", "stack_global_fr_dict", "inst", "builtins_exec"]
+# Shaped like a real dump (protocol 2, FR keys up front): the FR parser must claim it, so the
+# restricted unpickler, not the sniff, is what stops it. The others may be skipped unclaimed.
+FR_SHAPED = "fr_dump_reduce"
 
 
 def _fr_landed() -> bool:
@@ -53,7 +56,8 @@ def test_analyze_never_runs_the_pickle(variant: str, fmt: str, hostile: ModuleTy
     problems = [p for p in document["ingest"]["problems"] if p["file"] == "node-1/fr/comm_lib_trace_rank_0"]
     # Accounted for: either not claimed (skipped with a reason) or claimed and rejected with a problem.
     if "node-1/fr/comm_lib_trace_rank_0" in skipped:
-        assert not _fr_landed() or variant == "inst", "the FR parser should claim a pickle named like a dump"
+        assert not _fr_landed() or variant != FR_SHAPED, "the FR parser should claim an FR-shaped pickle"
+        assert skipped["node-1/fr/comm_lib_trace_rank_0"] == "format not recognised by any parser"
         return
     fr = ledger["flight_recorder"]
     assert fr["records"] == 0
