@@ -309,9 +309,9 @@ def _stacks_from_rows(rows: pl.DataFrame, per_thread: bool = False) -> list[Main
     # Record formats hold several stacks of the main thread: keep the one with the most samples and
     # remember that the thread moved while it was sampled.
     best: dict[str, MainStack] = {}
-    exacts: dict[str, set[tuple[tuple[str, int | None], ...]]] = {}
+    exacts: dict[str, set[tuple[str, ...]]] = {}
     for stack in stacks:
-        exacts.setdefault(stack.snapshot_id, set()).add(stack.exact)
+        exacts.setdefault(stack.snapshot_id, set()).add(stack.signature)
         current = best.get(stack.snapshot_id)
         if current is None or stack.samples > current.samples:
             best[stack.snapshot_id] = stack
@@ -358,9 +358,9 @@ def process_views(tables: Tables) -> list[ProcessView]:
         view.representative = min(members, key=_preference)
         exact = view.rep.exact
         view.unchanged = sum(1 for s in stacks if s.exact == exact)
-        view.moving = (
-            len(counts) > 1 or any(s.moving for s in stacks) or any(s.exact != exact for s in stacks)
-        )
+        # Moving = a different code path in another snapshot. Line changes inside the same functions
+        # (a retry or polling loop) are still "stuck there".
+        view.moving = len(counts) > 1 or any(s.moving for s in stacks)
         view.distinct_times = len({s.known_time for s in stacks if s.known_time is not None})
         if view.pid is None:
             view.pid = next((s.pid for s in stacks if s.pid is not None), None)

@@ -111,7 +111,7 @@ def test_running_outlier_or_running_majority_is_only_info(tmp_path: Path) -> Non
 
 def test_outlier_that_moved_between_timed_dumps_is_not_a_stall(tmp_path: Path) -> None:
     stacks = {r: dump(100 + r, WAIT) for r in range(8)}
-    moved = [("load_batch", "train.py", 40), *LOAD[1:]]
+    moved = [("forward", "model.py", 12), ("train_step", "train.py", 111), *LOAD[2:]]
     stacks[5] = f"2026-11-27T06:00:00Z\n{dump(105, LOAD)}\n2026-11-27T06:00:30Z\n{dump(105, moved)}"
     [verdict] = detect(job(tmp_path, stacks))
     assert verdict.culprit.ranks == [5] and verdict.severity is Severity.INFO
@@ -135,3 +135,15 @@ def test_processes_known_only_by_pid_are_grouped(tmp_path: Path) -> None:
     assert verdict.culprit.ranks == [] and verdict.culprit.pids == [203]
     assert verdict.title == "3 processes wait in all_reduce; pid 203 on node-1 is in load_batch"
     assert any("rank of the outlier process" in m for m in verdict.missing_evidence)
+
+
+def test_outlier_looping_in_the_same_functions_is_still_stuck(tmp_path: Path) -> None:
+    stacks = {r: dump(100 + r, WAIT) for r in range(8)}
+    looping = [("wait_for_file", "train.py", 21), ("load_batch", "train.py", 30), *LOAD[1:]]
+    again = [("wait_for_file", "train.py", 23), ("load_batch", "train.py", 30), *LOAD[1:]]
+    stacks[6] = f"2026-11-27T06:00:00Z\n{dump(106, looping)}\n2026-11-27T06:00:30Z\n{dump(106, again)}"
+    [verdict] = detect(job(tmp_path, stacks))
+    assert verdict.culprit.ranks == [6] and verdict.severity is Severity.ERROR
+    assert verdict.details["moving"] is False and verdict.title.endswith(
+        "rank 6 is in load_batch → wait_for_file"
+    )
