@@ -24,6 +24,7 @@ ingest ledger accounts for it. See docs/bundles.md.
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import re
@@ -66,6 +67,10 @@ try:
     _ARCHIVE_ERRORS += (_zstandard.ZstdError,)
 except ImportError:  # pragma: no cover - optional extra
     pass
+# Errors caused by one entry's name rather than by the disk.
+_ENTRY_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.EILSEQ, errno.ELOOP}
+)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -244,7 +249,12 @@ class _Extractor:
 
     def make_dir(self, name: str) -> None:
         target = self.dest / name
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno not in _ENTRY_ERRNOS:
+                raise
+            self.skip(name, f"cannot create folder: {printable(exc.strerror or str(exc))}")
 
     def link_reason(self, name: str, target: str, hard: bool) -> str:
         """Why a link entry is skipped: outside the bundle, or redundant inside it."""
@@ -266,12 +276,19 @@ class _Extractor:
     def write_file(self, name: str, source: IO[bytes], mtime: float | None) -> None:
         """Stream ``source`` to ``dest/name``, counting real decompressed bytes against the limit."""
         target = self.dest / name
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(target, flags, 0o600)
         except FileExistsError:
             self.skip(name, "entry name appears twice in the bundle; the first is kept")
+            return
+        except OSError as exc:
+            # A name the file system cannot hold (too long, a file used as a folder): this entry
+            # only. Disk full or read-only stays fatal (raised).
+            if exc.errno not in _ENTRY_ERRNOS:
+                raise
+            self.skip(name, f"cannot create file: {printable(exc.strerror or str(exc))}")
             return
         with os.fdopen(fd, "wb") as out:
             while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -280,3 +281,22 @@ def test_unsafe_names_are_printable_in_the_ledger(tmp_path: Path) -> None:
     with open_bundle(bundle) as opened:
         assert [s.file for s in opened.skipped] == ["../\\x1b[31mred\\x1b[0m"]
         assert os.listdir(opened.root) == []
+
+
+def test_names_the_file_system_cannot_hold_skip_only_that_entry(hostile: ModuleType, tmp_path: Path) -> None:
+    bundle = tmp_path / "odd.tar"
+    with tarfile.open(bundle, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in [
+            ("logs/rank0.log", hostile.BENIGN_LOG.encode()),
+            ("logs/rank0.log/inner.log", b"x\n"),  # a file used as a folder
+            ("logs/" + "n" * 300 + ".log", b"x\n"),  # longer than NAME_MAX
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    with open_bundle(bundle) as opened:
+        reasons = {s.file: s.reason for s in opened.skipped}
+        # One top-level folder ("logs") becomes the incident root.
+        assert (opened.root / "rank0.log").read_text() == hostile.BENIGN_LOG
+    assert reasons["logs/rank0.log/inner.log"] == "cannot create file: Not a directory"
+    assert reasons["logs/" + "n" * 300 + ".log"] == "cannot create file: File name too long"
