@@ -278,10 +278,14 @@ class _Extractor:
         target = self.dest / name
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not target.parent.is_dir():
+                target.parent.mkdir(mode=0o700, parents=True)
             fd = os.open(target, flags, 0o600)
         except FileExistsError:
-            self.skip(name, "entry name appears twice in the bundle; the first is kept")
+            if target.parent.is_dir():
+                self.skip(name, "entry name appears twice in the bundle; the first is kept")
+            else:
+                self.skip(name, "cannot create file: Not a directory")
             return
         except OSError as exc:
             # A name the file system cannot hold (too long, a file used as a folder): this entry
