@@ -199,14 +199,7 @@ def _event_counts(tables: Tables, finding: Any) -> None:
     rows = gpu_rows(tables, [EVENTS_COUNT_FIELD])
     if rows.height == 0:
         return
-    event = (
-        pl.col("labels")
-        .list.eval(
-            pl.element().filter(pl.element().struct.field("key") == "clock_event").struct.field("value")
-        )
-        .list.first()
-        .str.to_lowercase()
-    )
+    event = pl.col("labels").map.get("clock_event").str.to_lowercase()
     rows = rows.with_columns(event.alias("event")).filter(
         pl.col("event").is_in(list(SLOWDOWN_EVENTS)) & (pl.col("value") > 0)
     )
