@@ -6,7 +6,7 @@ import re
 
 import polars as pl
 
-from ..report import Affected, Culprit, Evidence, Severity, Verdict, excerpt
+from ..report import Affected, Confidence, Culprit, Evidence, Severity, Verdict, excerpt
 from ..stack_analysis import (
     Activity,
     ProcessView,
@@ -21,6 +21,7 @@ from ..stack_analysis import (
 )
 from ..tables import Tables
 from .base import Detector
+from .storage_stall import kernel_evidence, kernel_storage_events
 
 # PyTorch's messages when a DataLoader worker process dies (torch/utils/data/_utils/signal_handling.py,
 # dataloader.py).
@@ -52,7 +53,9 @@ def detect(tables: Tables) -> list[Verdict]:
         in a majority of their snapshots get one verdict. Severity follows the outlier: error when
         the outlier is stalled (see stack-outlier), info otherwise. A dead-worker message on a rank
         with a data-loading stack is added as evidence; a dead-worker message alone gives a
-        warning verdict on its rank.
+        warning verdict on its rank. Kernel storage trouble on the culprit's host (hung tasks in
+        filesystem code, NFS not responding; see storage-stall) is added as evidence: the input
+        pipeline is then waiting on storage. Confidence is full with such a second source.
 
     Known false positives:
         A single snapshot of a healthy job can catch a rank waiting a moment for its next batch;
@@ -64,6 +67,7 @@ def detect(tables: Tables) -> list[Verdict]:
     # A main thread waiting on a queue while another thread hogs the GIL is GIL contention, not input.
     contended, _known = gil_contention(tables, views)
     dead = _dead_workers(tables)
+    kernel = kernel_storage_events(tables)
     workers = _worker_tops(tables)
     covered: set[int] = set()
     for group in groups:
@@ -97,6 +101,14 @@ def detect(tables: Tables) -> list[Verdict]:
             for ev, pids in dead.get(rank, []):
                 evidence.append(ev)
                 dead_facts.extend(pids)
+        hosts = sorted({v.host for v in views_in if v.host})
+        pids = sorted(v.pid for v in views_in if v.pid is not None)
+        storage = (
+            kernel.filter(pl.col("host").is_in(hosts) | pl.col("pid").is_in(pids))
+            if kernel.height
+            else kernel
+        )
+        evidence.extend(kernel_evidence(storage, limit=2))
         start, end = window(views_in)
         via = (
             f" (via {activity.context.function})"
@@ -114,11 +126,8 @@ def detect(tables: Tables) -> list[Verdict]:
                 title=title,
                 severity=Severity.ERROR if group.stalled else Severity.INFO,
                 key=group.key,
-                culprit=Culprit(
-                    ranks=ranks,
-                    hosts=sorted({v.host for v in views_in if v.host}),
-                    pids=sorted(v.pid for v in views_in if v.pid is not None),
-                ),
+                confidence=Confidence.FULL if (storage.height or dead_facts) else Confidence.PARTIAL,
+                culprit=Culprit(ranks=ranks, hosts=hosts, pids=pids),
                 affected=Affected(
                     ranks=sorted(v.rank for v in group.dominant if v.rank is not None),
                     hosts=sorted({v.host for v in group.dominant if v.host}),
@@ -143,6 +152,7 @@ def detect(tables: Tables) -> list[Verdict]:
                     "dominant_ranks": sorted(v.rank for v in group.dominant if v.rank is not None),
                     "workers": worker_facts,
                     "dead_worker_pids": sorted(set(dead_facts)),
+                    "storage_underneath": bool(storage.height),
                     "snapshots_in_data_loading": {
                         v.label: sum(1 for s in v.stacks if classify(s).kind == "data-loading")
                         for v in views_in
@@ -216,8 +226,8 @@ def _ppid(tables: Tables, snapshot_id: str) -> int | None:
 DETECTOR = Detector(
     id="input-stall",
     summary="The outlier rank's main thread is stuck in data loading (DataLoader, dataset, load/fetch batch)",
-    sources=("pyspy", "app_log"),
-    tables=("stacks", "app_events", "identity"),
+    sources=("pyspy", "app_log", "kernel_log"),
+    tables=("stacks", "app_events", "kernel_events", "identity"),
     detect=detect,
     scope=__name__,
 )

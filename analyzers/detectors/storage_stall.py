@@ -71,7 +71,7 @@ def detect(tables: Tables) -> list[Verdict]:
         apart can. NFS "not responding" followed by "OK" is a transient hiccup.
     """
     verdicts: list[Verdict] = []
-    kernel = _kernel_storage_events(tables)
+    kernel = kernel_storage_events(tables)
     used: set[int] = set()
     _views, _grouping, groups = outlier_groups(tables)
     for group in groups:
@@ -97,7 +97,7 @@ def _stack_verdict(
     used.update(matched["_row"].to_list() if matched.height else [])
     evidence = [stack_evidence(v.rep, v.label) for v in members[:3]]
     evidence.append(stack_evidence(group.dominant[0].rep, f"{group.dominant[0].label} (waiting)"))
-    evidence.extend(_kernel_evidence(matched, limit=3))
+    evidence.extend(kernel_evidence(matched, limit=3))
     ranks = sorted(v.rank for v in members if v.rank is not None)
     start, end = window(members)
     kernel_start = matched["ts_ns"].drop_nulls().min() if matched.height else None
@@ -152,8 +152,8 @@ def _stack_verdict(
     )
 
 
-def _kernel_storage_events(tables: Tables) -> pl.DataFrame:
-    """Kernel rows that say storage is stuck, with a row number for bookkeeping."""
+def kernel_storage_events(tables: Tables) -> pl.DataFrame:
+    """Kernel rows that say storage is stuck (hung tasks in filesystem code, NFS down, fs errors), numbered."""
     if not tables.has("kernel_events"):
         return pl.DataFrame()
     events = tables.df("kernel_events").with_row_index("_row")
@@ -171,7 +171,8 @@ def _kernel_storage_events(tables: Tables) -> pl.DataFrame:
     return events.filter(hung_fs | nfs_down | fs_error).sort("source_file", "source_line")
 
 
-def _kernel_evidence(rows: pl.DataFrame, limit: int) -> list[Evidence]:
+def kernel_evidence(rows: pl.DataFrame, limit: int) -> list[Evidence]:
+    """Evidence for up to ``limit`` kernel storage rows, with their filesystem call-trace symbols."""
     out: list[Evidence] = []
     if not rows.height:
         return out
@@ -248,7 +249,7 @@ def _kernel_verdicts(tables: Tables, rows: pl.DataFrame) -> list[Verdict]:
                 ),
                 window_start_ns=int(times.min()) if times.len() else None,  # type: ignore[arg-type]
                 window_end_ns=int(times.max()) if times.len() else None,  # type: ignore[arg-type]
-                evidence=_kernel_evidence(part, limit=4),
+                evidence=kernel_evidence(part, limit=4),
                 missing_evidence=missing,
                 actions=[
                     "Check the filesystem / NFS server the host writes to; tasks in D state cannot be killed."

@@ -118,3 +118,25 @@ def test_data_loader_workers_of_the_culprit_are_reported(tmp_path: Path) -> None
         e.excerpt.startswith("data-loader worker pid 900 MainThread (idle): read_shard")
         for e in verdict.evidence
     )
+
+
+def test_storage_trouble_under_the_data_loader_is_added(tmp_path: Path) -> None:
+    fetch = [("read_shard", "dataset.py", 88), ("ShardDataset.__getitem__", "dataset.py", 40), *WAIT[3:]]
+    stacks = {r: dump(100 + r, WAIT) for r in range(4)}
+    stacks[0] = dump(100, fetch)
+    tables = job(tmp_path, stacks)
+    kernel = conform(
+        "kernel_events",
+        {
+            "source_file": ["kern.log"],
+            "source_line": [12],
+            "pid": [100],
+            "kind": ["hung_task"],
+            "message": ["INFO: task python:100 blocked for more than 120 seconds."],
+            "trace": [["schedule", "rpc_wait_bit_killable [sunrpc]", "nfs_read_folio [nfs]"]],
+        },
+    )
+    [verdict] = detect(Tables({**dict(tables.items()), "kernel_events": kernel}))
+    assert verdict.culprit.ranks == [0] and verdict.details["storage_underneath"] is True
+    assert verdict.confidence.value == "full"
+    assert ("kern.log", 12) in [(e.file, e.line) for e in verdict.evidence]
