@@ -140,7 +140,8 @@ def _is_raw_line(line: str) -> bool:
         return False
     tokens = stack.split(";")
     frames = sum(1 for t in tokens if _RAW_TOKEN.match(t))
-    return frames >= 1 and frames >= len(tokens) - 2
+    special = sum(1 for t in tokens if _RAW_THREAD.match(t) or _RAW_PROCESS.match(t))
+    return frames >= 1 and frames + special >= len(tokens) - 1
 
 
 def _is_native(function: str, file: str | None) -> bool:
@@ -861,6 +862,7 @@ def _rows(snapshots: list[_Snapshot], ctx: FileContext, out: ParseOutput) -> pa.
                     columns["stack_id"].append(stack_id)
                     columns["depth"].append(depth)
                     columns["samples"].append(stack.samples)
+                    out.records += 1
                     if frame is None:
                         for name in ("function", "file", "line", "module", "frame_key", "locals"):
                             columns[name].append(None)
@@ -871,7 +873,6 @@ def _rows(snapshots: list[_Snapshot], ctx: FileContext, out: ParseOutput) -> pa.
                     columns["module"].append(frame.module)
                     columns["frame_key"].append(frame_key(frame.function, frame.file))
                     columns["locals"].append(frame.locals)
-                    out.records += 1
                 stack_id += 1
     return pa.table(
         {

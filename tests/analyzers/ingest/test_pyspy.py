@@ -282,3 +282,14 @@ def test_record_raw_with_subprocesses_splits_processes(tmp_path: Path) -> None:
     ]
     main = frame.filter(pl.col("is_main_thread") & (pl.col("pid") == 11)).sort("depth")
     assert main["function"].to_list() == ["all_reduce", "<module>"] and main["samples"].to_list() == [40, 40]
+
+
+def test_thread_without_frames_keeps_one_row(tmp_path: Path) -> None:
+    text = (
+        "Process 900: python train.py\nPython v3.11.7 (/usr/bin/python3)\n\n"
+        'Thread 900 (idle): "MainThread"\n    main (train.py:3)\nThread 901 (active): "native-only"\n'
+    )
+    frame, out = parse_text(tmp_path, "dump.txt", text)
+    assert out.records == frame.height == 2
+    row = frame.filter(pl.col("thread_name") == "native-only").row(0, named=True)
+    assert (row["depth"], row["function"], row["source_line"], row["active"]) == (None, None, 6, True)
