@@ -774,6 +774,7 @@ class SelfTel:
         destination: str = "",
         stream: IO[str] | None = None,
         notices: Sequence[str] = (),
+        capture_sdk_logs: bool = False,
     ) -> None:
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider
@@ -798,7 +799,7 @@ class SelfTel:
                 )
             except Exception:  # nothing left to count on; components still fall back to no-op
                 self._init_errors = None
-        if self.enabled:
+        if self.enabled and capture_sdk_logs:
             self._capture_sdk_logs()
 
     # handles ---------------------------------------------------------------------------------
@@ -1068,6 +1069,14 @@ def otlp_endpoint(signal: str) -> str:
     return f"{base.rstrip('/')}/v1/{signal}"
 
 
+def destination(signal: str) -> str:
+    """Where ``signal`` goes under the configured protocol, for messages (no credentials)."""
+    if _protocol(signal) == "grpc":
+        url = _env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT") or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return display_endpoint(url or "http://localhost:4317")
+    return display_endpoint(otlp_endpoint(signal))
+
+
 def _header_values() -> list[str]:
     values: list[str] = []
     for name in (
@@ -1227,7 +1236,7 @@ def _build(
         otlp = _otlp_exporters("metrics", notices)
         metric_exporter = _watched_metric_exporter(otlp, watch) if otlp is not None else None
         if otlp is not None:
-            destinations.append(display_endpoint(otlp_endpoint("metrics")))
+            destinations.append(destination("metrics"))
     else:
         metric_exporter = None
     if metric_exporter is not None:
@@ -1249,7 +1258,7 @@ def _build(
                     export_timeout_millis=int(EXPORT_TIMEOUT_S * 1000),
                 )
             )
-            logs_at = display_endpoint(otlp_endpoint("logs"))
+            logs_at = destination("logs")
             if logs_at not in destinations:
                 destinations.append(logs_at)
     _write_notices(notices)
@@ -1260,4 +1269,5 @@ def _build(
         destination=" and ".join(destinations),
         stream=stream,
         notices=notices,
+        capture_sdk_logs=True,
     )

@@ -437,8 +437,12 @@ def test_close_restores_sdk_logging() -> None:
     logger = logging.getLogger("opentelemetry")
     before = (logger.propagate, list(logger.handlers))
     tel = in_memory_selftel()
+    assert (logger.propagate, list(logger.handlers)) == before  # in-memory providers leave logging alone
+    captured = st.SelfTel(tel.meter_provider, capture_sdk_logs=True)
     assert logger.propagate is False
-    tel.selftel.close()
+    logging.getLogger("opentelemetry.sdk.metrics").warning("exporter said %s", "boom")
+    assert captured.watch.sdk_messages == ["exporter said boom"]
+    captured.close()
     assert (logger.propagate, list(logger.handlers)) == before
 
 

@@ -332,27 +332,16 @@ def silent_endpoint() -> Iterator[str]:
         server.close()
 
 
-def _run(incident: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {SECRET}",
-    }
+def _run(incident: Path, endpoint: str | None) -> subprocess.CompletedProcess[str]:
+    """``tracecore analyze --format json`` in a fresh process; with OTLP to ``endpoint`` unless None."""
+    env = {"PATH": "/usr/bin:/bin"}
+    args = [TRACECORE, "analyze", str(incident), "--format", "json", "--debug", "-j", "1"]
+    if endpoint is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer {SECRET}"
+        args += ["--selftel", "otlp", "--export", "otlp"]
     return subprocess.run(
-        [
-            TRACECORE,
-            "analyze",
-            str(incident),
-            "--format",
-            "json",
-            "--selftel",
-            "otlp",
-            "--export",
-            "otlp",
-            "--debug",
-            "-j",
-            "1",
-        ],
+        args,
         capture_output=True,
         text=True,
         env=env,
@@ -365,10 +354,10 @@ def _run(incident: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
 def test_unreachable_endpoint_keeps_result_and_reports_once(
     incident: Path, kind: str, silent_endpoint: str
 ) -> None:
-    plain = run_cli(["analyze", str(incident), "--format", "json"])
+    plain = _run(incident, None)
     endpoint = f"http://127.0.0.1:{_closed_port()}" if kind == "closed-port" else silent_endpoint
     result = _run(incident, endpoint)
-    assert result.returncode == plain.exit_code, result.stderr
+    assert result.returncode == plain.returncode, result.stderr
     assert json.loads(result.stdout) == json.loads(plain.stdout)
     lines = [line for line in result.stderr.splitlines() if "self-telemetry" in line]
     assert len(lines) == 1, result.stderr
