@@ -728,11 +728,12 @@ def gil_contention(
             holders = [t for t in snapshot if not t.is_main and t.owns_gil]
             if not holders or stack.owns_gil:
                 continue
+            # Only one thread runs Python at a time: while another thread holds the GIL the main
+            # thread is either blocked (idle) or runnable and waiting to take it (active, no GIL).
             waits_for_gil = gil_wait_frame(stack) is not None
-            if stack.active is False or waits_for_gil:
-                found.setdefault(view.key, []).append(
-                    GilContention(stack.snapshot_id, stack, holders[0], waits_for_gil)
-                )
+            found.setdefault(view.key, []).append(
+                GilContention(stack.snapshot_id, stack, holders[0], waits_for_gil)
+            )
     return found, known
 
 

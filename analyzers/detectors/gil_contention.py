@@ -37,7 +37,8 @@ def detect(tables: Tables) -> list[Verdict]:
 
     Rule:
         In each snapshot of a training process, contention is a non-main thread owning the GIL
-        while the main thread does not own it and is idle or inside ``take_gil``. When the same
+        while the main thread does not (it is then blocked, or runnable and waiting to take it;
+        ``take_gil`` frames make the latter explicit). When the same
         thread (by name, else id) holds the GIL in at least 2 snapshots of the process, or in one
         snapshot of a rank that is a stalled stack outlier, the verdict is an error naming that
         thread and its top frame; 2 snapshots of a rank that is not an outlier give a warning, a
