@@ -59,6 +59,11 @@ def component_of(text: str | None) -> str | None:
     return None
 
 
+def order_of(origin: str) -> int:
+    """How directly an origin witnesses a crash: kernel 0, fatal-signal line 1, launcher exit 2."""
+    return {"kernel": 0, "fatal-signal": 1, "launcher": 2}.get(origin, 3)
+
+
 def _key(rank: int | None, host: str | None, pid: int | None) -> str:
     if rank is not None:
         return f"rank={rank}"
@@ -112,7 +117,11 @@ def detect(tables: Tables) -> list[Verdict]:
             crashes[crash.key] = crash
             return
         existing.sources |= crash.sources
-        existing.evidence.extend(crash.evidence)
+        # The most direct witness first: kernel record, then the process's own fatal-signal line.
+        if order_of(crash.origin) < order_of(existing.origin):
+            existing.evidence[:0] = crash.evidence
+        else:
+            existing.evidence.extend(crash.evidence)
         existing.first_observed |= crash.first_observed
         for name in ("rank", "host", "pid", "library", "frame", "exit_code"):
             if getattr(existing, name) is None:
@@ -250,14 +259,13 @@ def detect(tables: Tables) -> list[Verdict]:
         del crashes[crash.key]
     if not crashes:
         return []
-    order = {"kernel": 0, "fatal-signal": 1, "launcher": 2}
     ordered = sorted(
         crashes.values(),
         key=lambda c: (
             c.ts_ns is None,
             c.ts_ns if c.ts_ns is not None else 0,
             not c.first_observed if c.ts_ns is None else False,
-            order[c.origin],
+            order_of(c.origin),
             c.rank if c.rank is not None else 1 << 30,
             c.key,
         ),
