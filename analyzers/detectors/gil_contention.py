@@ -88,8 +88,8 @@ def _verdict(view: ProcessView, found: list[GilContention], stalled: bool) -> Ve
         severity = Severity.INFO
     start, end = window([view])
     evidence: list[Evidence] = [
-        stack_evidence(example.holder, f"{view.label} GIL holder"),
-        stack_evidence(example.main, f"{view.label} main thread (waiting)"),
+        stack_evidence(example.holder, view.label),
+        stack_evidence(example.main, view.label),
     ]
     return Verdict(
         pattern="gil-contention",
