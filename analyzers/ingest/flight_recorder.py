@@ -290,9 +290,9 @@ class FlightRecorderParser(SourceParser):
                     return CLAIM
                 return NO_CLAIM
             if _looks_fr_json(head[:1024]):
-                window = head[:1024].decode("utf-8", "replace")
-                hits = sum(1 for key in _JSON_KEYS if key in window)
-                if hits >= 2 or ('"process_group"' in window and '"record_id"' in window):
+                text = head[:1024].decode("utf-8", "replace")
+                found = sum(1 for name in _JSON_KEYS if name in text)
+                if found >= 2 or ('"process_group"' in text and '"record_id"' in text):
                     return STRONG_CLAIM
             return NO_CLAIM
         except Exception:  # sniffing must never raise
@@ -848,12 +848,12 @@ def _memberships(
             if name is None or not members:
                 continue
             member_set = frozenset(members)
-            key = group_key(name, member_set)
-            if key not in groups:
-                groups[key] = (name, desc, sorted(member_set), "config")
+            config_key = group_key(name, member_set)
+            if config_key not in groups:
+                groups[config_key] = (name, desc, sorted(member_set), "config")
                 by_name.setdefault(name, []).append((member_set, desc))
             for reporter in reporters or []:
-                own[(reporter, name)] = key
+                own[(reporter, name)] = config_key
     seen = (
         entries.filter(pl.col("rank").is_not_null() & pl.col("pg_name").is_not_null())
         .group_by("pg_name", "rank")
@@ -865,7 +865,7 @@ def _memberships(
     assignment: list[tuple[int, str, str]] = []
     unassigned: dict[str, list[tuple[int, str | None]]] = {}
     for name, rank, desc in seen.iter_rows():
-        key = own.get((rank, name))
+        key: str | None = own.get((rank, name))
         if key is None:
             for member_set, _ in by_name.get(name, []):
                 if rank in member_set:

@@ -1,0 +1,435 @@
+"""Shared flight-recorder analysis: ranks aligned by (group, sequence number), per-group progress.
+
+Every collective detector reads the same derived frames, computed once per ``Tables`` with Polars:
+
+* ``calls``: one row per (group, collective_seq_id, rank) for collectives (p2p excluded: they do
+  not advance ``collective_seq_id``); coalesced members of one sequence number are folded into
+  one call (ops joined with ``+``) so pre-2.7 and 2.7+ layouts compare alike;
+* ``progress``: per (group, rank) the last enqueued and last completed sequence numbers, from the
+  entries and from ``pg_status`` (gloo never marks entries completed: ``retired`` and
+  ``pg_status`` are its only completion signals);
+* ``groups``: members, desc and how membership was known.
+
+Ranks are never aligned by ``record_id`` (a per-process counter that wraps and resets).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from .report import Evidence, excerpt
+from .tables import Tables
+
+DEFAULT_PG = "0"
+ALL_REDUCE_OPS = frozenset({"all_reduce", "allreduce", "allreduce_coalesced", "all_reduce_coalesced"})
+ALL_GATHER_OPS = frozenset(
+    {
+        "all_gather",
+        "_all_gather_base",
+        "all_gather_base",
+        "all_gather_into_tensor",
+        "all_gather_into_tensor_coalesced",
+        "all_gather_single",
+    }
+)
+REDUCE_SCATTER_OPS = frozenset(
+    {
+        "reduce_scatter",
+        "_reduce_scatter_base",
+        "reduce_scatter_base",
+        "reduce_scatter_tensor",
+        "reduce_scatter_tensor_coalesced",
+        "reduce_scatter_single",
+    }
+)
+ALL_TO_ALL_OPS = frozenset(
+    {"all_to_all", "all_to_all_single", "all_to_all_v_single", "alltoall", "alltoall_base"}
+)
+GATHER_OPS = frozenset({"gather"})
+SCATTER_OPS = frozenset({"scatter"})
+# Ops whose per-rank sizes legitimately differ (uneven variants): totals only, or nothing.
+UNEVEN_OPS = frozenset({"all_gather_v", "reduce_scatter_v"})
+
+
+@dataclass(frozen=True)
+class Group:
+    """One process group: name plus member set."""
+
+    key: str
+    name: str
+    desc: str | None
+    members: tuple[int, ...]
+    source: str
+    dumped: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        """``name:desc`` as torch prints it."""
+        return f"{self.name}:{self.desc}" if self.desc else self.name
+
+    @property
+    def missing_dumps(self) -> tuple[int, ...]:
+        """Members that left no dump."""
+        dumped = set(self.dumped)
+        return tuple(r for r in self.members if r not in dumped)
+
+
+@dataclass
+class FrView:
+    """Derived flight-recorder frames shared by the detectors."""
+
+    entries: pl.DataFrame
+    calls: pl.DataFrame
+    progress: pl.DataFrame
+    groups: dict[str, Group]
+    dumped: tuple[int, ...]
+    hosts: dict[int, str | None]
+    ref_ts_ns: int | None
+    has_timing: bool
+    has_frames: bool
+    _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
+
+    def progress_of(self, key: str, rank: int) -> tuple[int | None, int | None]:
+        """(last enqueued, last completed) sequence number of ``rank`` in group ``key``."""
+        if not self._progress_map and self.progress.height:
+            self._progress_map = {
+                (g, r): (e, c)
+                for g, r, e, c in self.progress.select("group_key", "rank", "enq", "comp").iter_rows()
+            }
+        return self._progress_map.get((key, rank), (None, None))
+
+
+_CACHE_ATTR = "_tracecore_fr_view"
+
+
+def fr_view(tables: Tables) -> FrView | None:
+    """The shared view of the incident's flight-recorder tables, or None when there are none.
+
+    Computed once per ``Tables`` object (cached on it: the tables are immutable).
+    """
+    cached: FrView | bool | None = getattr(tables, _CACHE_ATTR, False)
+    if cached is not False:
+        return cached if isinstance(cached, FrView) else None
+    view = _build(tables) if tables.has("fr_entries") or tables.has("fr_status") else None
+    setattr(tables, _CACHE_ATTR, view)
+    return view
+
+
+def _done_expr() -> pl.Expr:
+    # gloo never marks an entry completed: retired is its completion signal. Elsewhere a retired
+    # entry that is not completed failed or timed out, so it is not "done".
+    return (pl.col("state") == "completed").fill_null(False) | (
+        pl.col("retired").fill_null(False) & (pl.col("backend") == "gloo").fill_null(False)
+    )
+
+
+def _sizes_hash(column: str, ignore: pl.Expr) -> pl.Expr:
+    return pl.when(ignore).then(pl.lit(None, dtype=pl.UInt64)).otherwise(pl.col(column).hash())
+
+
+def _build(tables: Tables) -> FrView:
+    raw = tables.df("fr_entries")
+    groups: dict[str, Group] = {}
+    if tables.has("fr_groups"):
+        for key, name, desc, ranks, source, dumped in (
+            tables.df("fr_groups")
+            .select("group_key", "pg_name", "pg_desc", "ranks", "membership_source", "dumped_ranks")
+            .iter_rows()
+        ):
+            if key is None:
+                continue
+            groups[key] = Group(key, name, desc, tuple(ranks or ()), source or "", tuple(dumped or ()))
+    entries = raw.filter(pl.col("rank").is_not_null())
+    dumped = tuple(sorted(set(entries["rank"].unique().to_list())))
+    if tables.has("fr_status"):
+        dumped = tuple(
+            sorted(set(dumped) | set(tables.df("fr_status")["rank"].drop_nulls().unique().to_list()))
+        )
+    hosts = {
+        int(r): h
+        for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
+        if r is not None
+    }
+    size_map = pl.DataFrame(
+        {"group_key": list(groups), "_size": [len(g.members) for g in groups.values()]},
+        schema={"group_key": pl.String, "_size": pl.Int64},
+    )
+    op = pl.col("op").fill_null("")
+    a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
+    coll = (
+        entries.filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
+        .join(size_map, on="group_key", how="left")
+        .with_columns(
+            _done_expr().alias("done"),
+            _sizes_hash("input_sizes", a2a | op.is_in(list(SCATTER_OPS))).alias("_in_h"),
+            _sizes_hash("output_sizes", a2a | op.is_in(list(GATHER_OPS))).alias("_out_h"),
+            pl.when(pl.col("input_dtypes").list.len() > 0)
+            .then(pl.col("input_dtypes").hash())
+            .otherwise(pl.lit(None, dtype=pl.UInt64))
+            .alias("_in_dt"),
+            pl.when(pl.col("output_dtypes").list.len() > 0)
+            .then(pl.col("output_dtypes").hash())
+            .otherwise(pl.lit(None, dtype=pl.UInt64))
+            .alias("_out_dt"),
+            # Per-rank size relations (an op that disagrees with itself).
+            (
+                (
+                    op.is_in(list(ALL_REDUCE_OPS))
+                    & (pl.col("input_sizes").hash() != pl.col("output_sizes").hash())
+                )
+                | (
+                    op.is_in(list(ALL_GATHER_OPS))
+                    & (pl.col("input_numel") * pl.col("_size") != pl.col("output_numel"))
+                    & (pl.col("input_numel") > 0)
+                )
+                | (
+                    op.is_in(list(REDUCE_SCATTER_OPS))
+                    & (pl.col("output_numel") * pl.col("_size") != pl.col("input_numel"))
+                    & (pl.col("output_numel") > 0)
+                )
+            )
+            .fill_null(False)
+            .alias("_syntax_bad"),
+        )
+    )
+    coll = coll.with_columns(
+        pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"),
+    )
+    wrapped = entries.group_by("rank").agg((pl.col("record_id").min() > 0).fill_null(False).alias("wrapped"))
+    calls = (
+        coll.sort("record_id")
+        .group_by("group_key", "collective_seq_id", "rank", maintain_order=True)
+        .agg(
+            pl.col("op").str.join("+").alias("ops"),
+            pl.col("profiling_name").first(),
+            pl.col("_sig_e").alias("sig"),
+            pl.col("op").alias("op_sig"),
+            pl.col("_in_h").alias("in_sig"),
+            pl.col("_out_h").alias("out_sig"),
+            pl.struct("_in_dt", "_out_dt").hash().alias("dtype_sig"),
+            pl.col("_syntax_bad").any().alias("syntax_bad"),
+            pl.col("done").any().alias("done"),
+            (pl.col("retired").fill_null(False) & (pl.col("state") != "completed").fill_null(True))
+            .any()
+            .alias("retired_not_completed"),
+            pl.col("state").last().alias("state"),
+            pl.col("time_created_ns").min().alias("created_ns"),
+            pl.col("time_started_ns").min().alias("started_ns"),
+            pl.col("time_completed_ns").max().alias("completed_ns"),
+            pl.col("duration_ms").max().alias("duration_ms"),
+            pl.col("timeout_ms").max().alias("timeout_ms"),
+            pl.col("record_id").first().alias("record_id"),
+            pl.col("input_sizes").first(),
+            pl.col("output_sizes").first(),
+            pl.col("input_numel").sum(),
+            pl.col("output_numel").sum(),
+            pl.col("input_dtypes").first(),
+            pl.col("output_dtypes").first(),
+            pl.col("call_stack_id").drop_nulls().first(),
+            pl.col("call_site").drop_nulls().first(),
+            pl.col("source_file").first(),
+            pl.col("source_line").first(),
+            pl.col("backend").first(),
+            pl.col("pg_name").first(),
+            pl.col("pg_desc").first(),
+        )
+        .join(wrapped, on="rank", how="left")
+        .with_columns(pl.col(c).hash() for c in ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig"))
+    )
+    # The oldest sequence number of a wrapped buffer may be cut in the middle of a coalesced
+    # group: it is kept for progress but not compared.
+    calls = calls.with_columns(
+        (
+            pl.col("wrapped").fill_null(False)
+            & (pl.col("collective_seq_id") == pl.col("collective_seq_id").min().over("group_key", "rank"))
+        ).alias("partial")
+    )
+    per_rank = calls.group_by("group_key", "rank").agg(
+        pl.col("collective_seq_id").max().alias("enq_e"),
+        pl.col("collective_seq_id").filter(pl.col("done")).max().alias("comp_e"),
+    )
+    if tables.has("fr_status"):
+        status = (
+            tables.df("fr_status")
+            .filter(pl.col("group_key").is_not_null() & pl.col("rank").is_not_null())
+            .group_by("group_key", "rank")
+            .agg(pl.col("last_enqueued").max().alias("enq_s"), pl.col("last_completed").max().alias("comp_s"))
+        )
+        progress = per_rank.join(status, on=["group_key", "rank"], how="full", coalesce=True)
+    else:
+        progress = per_rank.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("enq_s"), pl.lit(None, dtype=pl.Int64).alias("comp_s")
+        )
+    progress = progress.with_columns(
+        pl.max_horizontal("enq_e", "enq_s").alias("enq"),
+        pl.max_horizontal("comp_e", "comp_s").alias("comp"),
+    )
+    stamps = [
+        entries[c].max()
+        for c in ("time_created_ns", "time_started_ns", "time_completed_ns")
+        if c in entries.columns and entries.height
+    ]
+    known = [v for s in stamps if (v := as_int(s)) is not None]
+    ref_ts = max(known) if known else None
+    has_timing = bool(entries.height) and (
+        entries["duration_ms"].null_count() < entries.height
+        or entries["time_started_ns"].null_count() < entries.height
+    )
+    has_frames = bool(entries.height) and entries["frames"].null_count() < entries.height
+    return FrView(entries, calls, progress, groups, dumped, hosts, ref_ts, has_timing, has_frames)
+
+
+def as_int(value: Any) -> int | None:
+    """A Polars scalar as int (None when null or not a number)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    return None
+
+
+# -- helpers for verdicts ---------------------------------------------------------------------
+
+
+def frames_text(frames: Any, limit: int = 8) -> list[str]:
+    """Frames as ``name at file:line`` lines, innermost first."""
+    lines: list[str] = []
+    for frame in list(frames or [])[:limit]:
+        if isinstance(frame, dict):
+            lines.append(f"{frame.get('name')} at {frame.get('filename')}:{frame.get('line')}")
+    return lines
+
+
+def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | None:
+    """The first entry of ``rank`` at (group, seq), as a dict (frames included)."""
+    rows = view.entries.filter(
+        (pl.col("rank") == rank)
+        & (pl.col("group_key") == key)
+        & (pl.col("collective_seq_id") == seq)
+        & ~pl.col("is_p2p").fill_null(False)
+    ).sort("record_id")
+    return rows.row(0, named=True) if rows.height else None
+
+
+def last_entry(view: FrView, rank: int) -> dict[str, Any] | None:
+    """The newest entry of ``rank`` (highest record id of its dump)."""
+    rows = view.entries.filter(pl.col("rank") == rank).sort("record_id")
+    return rows.row(rows.height - 1, named=True) if rows.height else None
+
+
+def describe_entry(row: dict[str, Any]) -> str:
+    """One-line description of an entry for evidence."""
+    group = f"{row.get('pg_name')}:{row.get('pg_desc')}"
+    status = row.get("state") or "?"
+    retired = "retired" if row.get("retired") else "not retired"
+    return (
+        f"rank {row.get('rank')}: {row.get('profiling_name')} seq {row.get('collective_seq_id')} group {group} "
+        f"in={row.get('input_sizes')} out={row.get('output_sizes')} {row.get('input_dtypes')} {status}, {retired}"
+    )
+
+
+def evidence_for(row: dict[str, Any], text: str | None = None) -> Evidence:
+    """Evidence citing one flight-recorder entry (file and entry position)."""
+    line = row.get("source_line")
+    return Evidence(
+        source="flight_recorder",
+        file=str(row.get("source_file") or ""),
+        line=int(line) if line is not None else None,
+        excerpt=excerpt(text if text is not None else describe_entry(row)),
+    )
+
+
+def host_span(view: FrView, ranks: list[int]) -> tuple[list[str], str | None]:
+    """(hosts of ``ranks``, "intra-node" / "cross-node" / None when hosts are unknown)."""
+    hosts = sorted({h for r in ranks if (h := view.hosts.get(r))})
+    if not hosts or any(view.hosts.get(r) is None for r in ranks if r in view.hosts):
+        return hosts, None if not hosts else ("cross-node" if len(hosts) > 1 else None)
+    return hosts, "intra-node" if len(hosts) == 1 else "cross-node"
+
+
+def majority(values: dict[int, Any]) -> tuple[Any, list[int], list[int], bool]:
+    """(majority value, ranks holding it, the other ranks, whether the majority is strict).
+
+    Ties have no strict majority; then the value held by the most ranks, lowest rank first, is
+    returned with ``strict`` False so callers can say so instead of blaming file order.
+    """
+    counts = Counter(values.values())
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], min(r for r, v in values.items() if v == kv[0])))
+    best, best_count = ordered[0]
+    strict = len(ordered) == 1 or ordered[1][1] < best_count
+    holders = sorted(r for r, v in values.items() if v == best)
+    others = sorted(r for r, v in values.items() if v != best)
+    return best, holders, others, strict
+
+
+# -- pending collectives per group ------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    """The lowest sequence number of a group that is not completed on all members."""
+
+    group: Group
+    seq: int
+    waiting: list[int]
+    absent: list[int]
+    no_dump: list[int]
+    finished: list[int]
+    behind: dict[int, int | None]
+    no_record: list[int]
+    inferred_culprits: bool = False
+
+    @property
+    def culprits(self) -> list[int]:
+        """Members that never enqueued the collective, dumped or not."""
+        return sorted(set(self.absent) | set(self.no_dump))
+
+
+def _floor(value: int | None) -> int:
+    """Sequence numbers start at 1; None and -1 (pg_status "none") both mean 0."""
+    return value if value is not None and value > 0 else 0
+
+
+def pending_collectives(view: FrView) -> list[Pending]:
+    """Per group, the lowest sequence number some member waits in, with who never reached it."""
+    dumped = set(view.dumped)
+    result: list[Pending] = []
+    for key, group in sorted(view.groups.items()):
+        members = list(group.members)
+        progress = {r: view.progress_of(key, r) for r in members if r in dumped}
+        waiting_seqs = [_floor(c) + 1 for r, (e, c) in progress.items() if _floor(e) > _floor(c)]
+        if not waiting_seqs:
+            continue
+        seq = min(waiting_seqs)
+        waiting: list[int] = []
+        absent: list[int] = []
+        finished: list[int] = []
+        behind: dict[int, int | None] = {}
+        no_record: list[int] = []
+        for rank, (enq, comp) in sorted(progress.items()):
+            done = _floor(comp)
+            last = _floor(enq)
+            if enq is None and comp is None:
+                no_record.append(rank)
+            if done >= seq:
+                finished.append(rank)
+            elif last >= seq:
+                waiting.append(rank)
+            else:
+                absent.append(rank)
+                behind[rank] = seq - last
+        no_dump = [r for r in members if r not in dumped]
+        for rank in no_dump:
+            behind[rank] = None
+        result.append(Pending(group, seq, waiting, absent, no_dump, finished, behind, no_record))
+    return result
+
+
+def signatures_agree(view: FrView, key: str, seq: int) -> bool:
+    """True when every rank's call at (group, seq) has the same op/sizes/dtypes signature."""
+    rows = view.calls.filter((pl.col("group_key") == key) & (pl.col("collective_seq_id") == seq))
+    return rows["sig"].n_unique() <= 1 and not bool(rows["syntax_bad"].any())
