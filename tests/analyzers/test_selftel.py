@@ -14,6 +14,7 @@ from tests.helpers.incident import ingest_serial
 from tests.helpers.selftel import (
     failing_on,
     find,
+    global_providers_are_unset,
     in_memory_selftel,
     names_dump,
     scope_of,
@@ -386,6 +387,7 @@ def test_stdout_mode_resource_from_environment(tmp_path: Path, monkeypatch: pyte
     out = tmp_path / "tel.jsonl"
     tel = st.from_cli("stdout", selftel_file=str(out))
     assert tel.enabled and tel.logger_provider is None
+    assert global_providers_are_unset()  # providers are passed to components, never made global
     tel.exporter(EWIRE).called("ok", 0.2)
     tel.close()
     (line,) = out.read_text().splitlines()

@@ -218,3 +218,12 @@ def telemetry_incident(root: Path) -> Path:
     (pyspy / "rank2.trunc.dump.txt").write_bytes((dumps / "rank0.dump.txt").read_bytes()[:600])
     (pyspy / "rank3.trunc.dump.json").write_bytes((dumps / "rank1.dump.json").read_bytes()[:300])
     return root
+
+
+def global_providers_are_unset() -> bool:
+    """Whether the OpenTelemetry global meter and logger providers are still the API's defaults."""
+    from opentelemetry import _logs, metrics
+
+    return not isinstance(metrics.get_meter_provider(), SdkMeterProvider) and not isinstance(
+        _logs.get_logger_provider(), LoggerProvider
+    )
