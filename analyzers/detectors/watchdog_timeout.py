@@ -40,10 +40,10 @@ def _expected_ranks(frame: pl.DataFrame, tables: Tables) -> tuple[set[int], str 
     known: set[int] = set()
     if tables.has("identity"):
         known |= {int(r) for r in tables.df("identity")["rank"].drop_nulls().to_list()}
-    launcher = frame.filter((pl.col("kind") == "elastic_failure") & pl.col("rank").is_not_null())
-    known |= {int(r) for r in launcher["rank"].to_list()}
+    # Ranks that left any line in the logs (own log file, [rankN]: prefix, launcher summary) exist.
+    known |= {int(r) for r in frame["rank"].drop_nulls().to_list()}
     if known:
-        return known, "ranks named by the identity table and launcher summaries"
+        return known, "ranks named by the identity table, launcher summaries or their own log lines"
     return set(), None
 
 
@@ -153,10 +153,10 @@ def detect(tables: Tables) -> list[Verdict]:
     expected, expected_source = _expected_ranks(tables.df("app_events"), tables)
     never = sorted(expected - set(fired)) if expected and fired else []
     missing: list[str] = []
-    if not expected:
+    if expected_source != "NCCL world communicator size":
         missing.append(
-            "world size unknown: cannot tell which ranks never timed out (NCCL INFO init lines, "
-            "[job].world_size/[[ranks]] in incident.toml or launcher summaries would say)"
+            "world size not stated (NCCL INFO init lines or [[ranks]] in incident.toml): ranks that left "
+            "no line at all cannot be named as never timed out"
         )
     if any(r["rank"] is None for r in rows):
         missing.append(

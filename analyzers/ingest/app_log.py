@@ -194,6 +194,7 @@ _ISO = re.compile(
     r"^\s*\[?(?P<date>\d{4}-\d{2}-\d{2})[ T_](?P<time>\d{2}:\d{2}:\d{2})(?:[,.](?P<f>\d{1,9}))?\s*(?P<z>Z|UTC|[+-]\d{2}:?\d{2})?"
 )
 _LEADING_STAMP = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})) "
+_TASK_LABEL = r"^\s{0,4}(\d{1,5}): "
 _EF_TIME_VALUE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2}:\d{2}:\d{2})$")
 
 _NCCL_RESULTS = {
@@ -377,6 +378,12 @@ def parse_rows(ctx: FileContext, out: ParseOutput) -> tuple[list[_Row], int]:
         pl.col("raw").str.extract(_LEADING_STAMP, 1).alias("stamp"),
         pl.col("raw").str.replace(_LEADING_STAMP, "").alias("raw"),
     )
+    # ``srun --label`` prefixes the task id ("3: "); it is the rank only when srun starts one task
+    # per GPU, so it is kept as attrs["task"], not taken as the rank.
+    frame = frame.with_columns(
+        pl.col("raw").str.extract(_TASK_LABEL, 1).alias("task"),
+        pl.col("raw").str.replace(_TASK_LABEL, "").alias("raw"),
+    )
     frame = frame.with_columns(
         pl.col("raw").str.extract(_RANK_PREFIX, 1).cast(pl.Int32, strict=False).alias("prefix_rank"),
         pl.col("raw").str.replace(_RANK_PREFIX, "").alias("body"),
@@ -396,8 +403,8 @@ def parse_rows(ctx: FileContext, out: ParseOutput) -> tuple[list[_Row], int]:
     rows: list[_Row] = []
     pending_frames = sorted(frame_lines.items())
     fi = 0
-    for line_no, prefix_rank, body, stamp in marked.select(
-        "line", "prefix_rank", "body", "stamp"
+    for line_no, prefix_rank, body, stamp, task in marked.select(
+        "line", "prefix_rank", "body", "stamp", "task"
     ).iter_rows():
         while fi < len(pending_frames) and pending_frames[fi][0] < line_no:
             number, (frank, fbody) = pending_frames[fi]
@@ -410,6 +417,8 @@ def parse_rows(ctx: FileContext, out: ParseOutput) -> tuple[list[_Row], int]:
             row.rank, row.rank_source = int(prefix_rank), "log-prefix"
         if stamp is not None:
             row.attrs["_stamp"] = stamp
+        if task is not None:
+            row.attrs["task"] = task
         if row.kind == "exception":
             found = last_frame.get(prefix_rank)
             if found is not None and line_no - found[0] <= 3:

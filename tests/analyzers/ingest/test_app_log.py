@@ -304,3 +304,15 @@ def test_sniff_claims_job_logs_not_kernel_logs() -> None:
     assert parser.sniff(b"step 1 loss 0.5\n", "train.out") == WEAK_CLAIM
     assert parser.sniff(b"step 1 loss 0.5\n", "notes.md") == NO_CLAIM
     assert parser.sniff(b'{"a": 1}', "x.log") == NO_CLAIM
+
+
+def test_collector_stamp_and_srun_label_are_cut_before_the_rank_prefix() -> None:
+    text = (
+        "2026-11-27T06:10:00.5Z 3: [rank5]:[E1127 06:10:00.000000000 ProcessGroupNCCL.cpp:616] [Rank 5] Watchdog caught "
+        "collective operation timeout: WorkNCCL(SeqNum=7, OpType=BROADCAST, NumelIn=1, NumelOut=1, Timeout(ms)=60000) "
+        "ran for 60001 milliseconds before timing out.\n"
+    )
+    row = parse_text(text, "logs/job.out")[0].row(0, named=True)
+    assert (row["kind"], row["rank"], row["seq"], row["op_type"]) == ("watchdog_timeout", 5, 7, "BROADCAST")
+    assert attrs(row)["task"] == "3"  # srun's task id is not taken as the rank
+    assert row["ts_ns"] == 1795759800500000000 and row["ts_assumption"] is None
