@@ -62,6 +62,8 @@ _CMD_LOCAL_RANK = re.compile(r"(?:^|\s)(?:--local[_-]rank[= ]|LOCAL_RANK=)(\d+)(
 _LAUNCHER_CMD = re.compile(
     r"torch\.distributed\.(?:run|launch)\b|(?:^|/)torchrun\b|deepspeed\.launcher|(?:^|/)deepspeed\s"
 )
+# A capture script's pid → rank map (``{"12531": 0, ...}`` or ``{"12531": {"rank": 0, ...}}``).
+_PID_MAP_HEAD = re.compile(r'^\{"\d+":(?:-?\d+|\{"(?:rank|local_rank|host)")')
 _SHARED_OBJECT = re.compile(r"\.(?:so(?:\.[\w.]+)?|dylib|dll|pyd)$|^\[.*\]$")
 _HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]+$")
 _INT = re.compile(r"^-?\d+$")
@@ -84,6 +86,7 @@ REASONS = (
     "bad-record-line",
     "bad-trace-event",
     "empty-dump",
+    "bad-pid-map-entry",
 )
 
 
@@ -184,6 +187,8 @@ class PySpyParser(SourceParser):
                 return STRONG_CLAIM
             if "speedscope.app/file-format-schema" in compact:
                 return STRONG_CLAIM if "py-spy" in compact else CLAIM
+            if "pid" in name.lower() and _PID_MAP_HEAD.match(compact):
+                return CLAIM
             return NO_CLAIM
         if stripped.startswith(("<?xml", "<svg", "<!DOCTYPE svg")) and "<svg" in text[:2048]:
             if "inferno" in text or "py-spy" in text or "Flame Graph" in text:
@@ -221,6 +226,9 @@ class PySpyParser(SourceParser):
             compact = re.sub(r"\s+", "", stripped[:4096])
             if "speedscope.app/file-format-schema" in compact:
                 snapshots = _parse_speedscope(text, ctx, out)
+            elif _PID_MAP_HEAD.match(compact):
+                out.tables["stacks"] = _parse_pid_map(text, ctx, out)
+                return out
             elif '"cat":"py-spy"' in compact or '"ph":' in compact:
                 snapshots = _parse_chrometrace(text, ctx, out)
             else:
@@ -572,6 +580,44 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
 
+# --- pid → rank sidecar ----------------------------------------------------------------------
+def _parse_pid_map(text: str, ctx: FileContext, out: ParseOutput) -> pa.Table:
+    """``pids.json`` written next to the dumps: one row per pid with its rank and no frame.
+
+    The rows carry no snapshot and no thread, so detectors never see them; they give the rank to
+    every snapshot of that pid (``finalize``) and to the identity table.
+    """
+    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    documents = _json_documents(text, ctx, out)
+    document = documents[0][0] if documents else None
+    if not isinstance(document, dict):
+        out.reject("bad-pid-map-entry")
+        return _table(columns)
+    for index, (key, value) in enumerate(document.items(), start=1):
+        entry = value if isinstance(value, dict) else {"rank": value}
+        rank, local_rank, host = entry.get("rank"), entry.get("local_rank"), entry.get("host")
+        if not key.isdigit() or not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+            out.reject("bad-pid-map-entry")
+            continue
+        row: dict[str, Any] = {name: None for name in _COLUMNS}
+        row.update(
+            source_file=ctx.rel,
+            source_line=index,
+            host=host if isinstance(host, str) else ctx.host_hint,
+            pid=int(key),
+            rank=rank,
+            local_rank=local_rank
+            if isinstance(local_rank, int) and not isinstance(local_rank, bool)
+            else None,
+            capture_format="pid-map",
+            rank_source="pid-map",
+        )
+        for name in _COLUMNS:
+            columns[name].append(row[name])
+        out.records += 1
+    return _table(columns)
+
+
 # --- record: raw collapsed stacks -----------------------------------------------------------
 def _parse_raw(text: str, ctx: FileContext, out: ParseOutput) -> list[_Snapshot]:
     """Collapsed stacks; with ``--subprocesses`` each process (innermost ``process`` token) is a snapshot."""
@@ -874,12 +920,11 @@ def _rows(snapshots: list[_Snapshot], ctx: FileContext, out: ParseOutput) -> pa.
                     columns["frame_key"].append(frame_key(frame.function, frame.file))
                     columns["locals"].append(frame.locals)
                 stack_id += 1
-    return pa.table(
-        {
-            name: pa.array(values, type=_TYPES[name]) if name in _TYPES else pa.array(values)
-            for name, values in columns.items()
-        }
-    )
+    return _table(columns)
+
+
+def _table(columns: dict[str, list[Any]]) -> pa.Table:
+    return pa.table({name: pa.array(values, type=_TYPES[name]) for name, values in columns.items()})
 
 
 _TYPES: dict[str, pa.DataType] = {

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tests.helpers.incident import copy_into, ingest_serial, write_incident
-from tests.helpers.paths import SAMPLES
+from tests.helpers.paths import INCIDENTS, SAMPLES
 from tracecore.analyzers.ingest.base import NO_CLAIM, FileContext
 from tracecore.analyzers.ingest.manifest import Manifest
 from tracecore.analyzers.ingest.pyspy import PySpyParser
@@ -293,3 +293,24 @@ def test_thread_without_frames_keeps_one_row(tmp_path: Path) -> None:
     assert out.records == frame.height == 2
     row = frame.filter(pl.col("thread_name") == "native-only").row(0, named=True)
     assert (row["depth"], row["function"], row["source_line"], row["active"]) == (None, None, 6, True)
+
+
+def test_pid_map_sidecar_names_the_ranks_of_pid_named_dumps(tmp_path: Path) -> None:
+    capture = INCIDENTS / "stacks-dataloader-stall-ws6-r4"
+    root = tmp_path / "incident"
+    pids = json.loads((capture / "pids.json").read_text())
+    for pid, rank in pids.items():
+        copy_into(root, capture / f"rank{rank}.dump.txt", f"stacks/dump-{pid}.txt")
+    copy_into(root, capture / "pids.json", "stacks/pids.json")
+    assert PARSER.sniff((capture / "pids.json").read_bytes(), "pids.json") > NO_CLAIM
+    assert PARSER.sniff(b'{"12531": 0}', "metrics.json") == NO_CLAIM  # the name must say pid
+    result = ingest_serial(root)
+    stacks = result.tables.df("stacks")
+    mains = stacks.filter(pl.col("is_main_thread") & (pl.col("depth") == 0))
+    ranks = dict(zip(mains["pid"].to_list(), mains["rank"].to_list(), strict=True))
+    assert ranks == {int(pid): rank for pid, rank in pids.items()}
+    assert set(mains["rank_source"].to_list()) == {"process-elsewhere"}
+    sidecar = stacks.filter(pl.col("capture_format") == "pid-map")
+    assert sidecar.height == 6 and sidecar["function"].null_count() == 6
+    ledger = next(s for s in result.summary.sources if s.source == "pyspy")
+    assert ledger.rejected == 0
