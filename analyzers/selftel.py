@@ -630,18 +630,21 @@ class ExportWatch:
             text = text.replace(secret, "***")
         return " ".join(text.split())
 
-    def summary(self, destination: str) -> str | None:
+    def summary(self, destinations: Mapping[str, str]) -> str | None:
         """The one stderr line describing every failure, or None when all went through."""
         with self._lock:
             if not self.failures:
                 return None
-            signals = ", ".join(sorted(self.failures))
+            signals = " and ".join(
+                f"{signal} to {destinations[signal]}" if destinations.get(signal) else signal
+                for signal in sorted(self.failures)
+            )
             reasons = [r for r in self.failures.values() if r]
             candidates = [*reasons, *self.sdk_messages]
             reason = next((r for r in map(_matched_reason, candidates) if r), None)
             if reason is None:
                 reason = short_reason(candidates[0] if candidates else "")
-        text = f"tracecore: self-telemetry: export of {signals} to {destination} failed: {reason} (verdicts and exit code are unaffected)"
+        text = f"tracecore: self-telemetry: export of {signals} failed: {reason} (verdicts and exit code are unaffected)"
         return self.scrub(text)[:600]
 
 
@@ -771,7 +774,7 @@ class SelfTel:
         logger_provider: LoggerProvider | None = None,
         *,
         watch: ExportWatch | None = None,
-        destination: str = "",
+        destinations: Mapping[str, str] | None = None,
         stream: IO[str] | None = None,
         notices: Sequence[str] = (),
         capture_sdk_logs: bool = False,
@@ -780,7 +783,7 @@ class SelfTel:
         self.logger_provider = logger_provider
         self.enabled = meter_provider is not None or logger_provider is not None
         self.watch = watch or ExportWatch()
-        self.destination = destination
+        self.destinations = dict(destinations or {})
         self._stream = stream
         self._handles: dict[tuple[str, str, str], object] = {}
         self._lock = threading.Lock()
@@ -961,7 +964,7 @@ class SelfTel:
         """Write the export-failure line (once) to stderr."""
         if self.watch.reported:
             return
-        line = self.watch.summary(self.destination or "the telemetry destination")
+        line = self.watch.summary(self.destinations)
         if line is None:
             return
         self.watch.reported = True
@@ -1213,7 +1216,7 @@ def _build(
     resource = build_resource()
     meter_provider = None
     stream: IO[str] | None = None
-    destinations: list[str] = []
+    destinations: dict[str, str] = {}
     if mode == "stdout":
         if selftel_file:
             try:
@@ -1229,14 +1232,14 @@ def _build(
                 out=stream, formatter=lambda data: data.to_json(indent=None) + "\n"
             )
             metric_exporter: Any = _watched_metric_exporter(console, watch)
-            destinations.append(selftel_file or ("stderr" if stream is sys.stderr else "stdout"))
+            destinations["metrics"] = selftel_file or ("stderr" if stream is sys.stderr else "stdout")
         else:
             metric_exporter = None
     elif mode == "otlp":
         otlp = _otlp_exporters("metrics", notices)
         metric_exporter = _watched_metric_exporter(otlp, watch) if otlp is not None else None
         if otlp is not None:
-            destinations.append(destination("metrics"))
+            destinations["metrics"] = destination("metrics")
     else:
         metric_exporter = None
     if metric_exporter is not None:
@@ -1258,15 +1261,13 @@ def _build(
                     export_timeout_millis=int(EXPORT_TIMEOUT_S * 1000),
                 )
             )
-            logs_at = destination("logs")
-            if logs_at not in destinations:
-                destinations.append(logs_at)
+            destinations["logs"] = destination("logs")
     _write_notices(notices)
     return SelfTel(
         meter_provider,
         logger_provider,
         watch=watch,
-        destination=" and ".join(destinations),
+        destinations=destinations,
         stream=stream,
         notices=notices,
         capture_sdk_logs=True,

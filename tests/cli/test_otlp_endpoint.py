@@ -350,11 +350,17 @@ def _run(incident: Path, endpoint: str | None) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.fixture(scope="module")
+def plain_run(incident: Path) -> subprocess.CompletedProcess[str]:
+    """The same run without telemetry, for comparison."""
+    return _run(incident, None)
+
+
 @pytest.mark.parametrize("kind", ["closed-port", "never-answers"])
 def test_unreachable_endpoint_keeps_result_and_reports_once(
-    incident: Path, kind: str, silent_endpoint: str
+    incident: Path, kind: str, silent_endpoint: str, plain_run: subprocess.CompletedProcess[str]
 ) -> None:
-    plain = _run(incident, None)
+    plain = plain_run
     endpoint = f"http://127.0.0.1:{_closed_port()}" if kind == "closed-port" else silent_endpoint
     result = _run(incident, endpoint)
     assert result.returncode == plain.returncode, result.stderr

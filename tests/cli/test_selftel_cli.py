@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import DOCS
-from tests.helpers.selftel import in_memory_selftel, telemetry_incident
+from tests.helpers.selftel import failing_on, in_memory_selftel, telemetry_incident
 from tracecore.analyzers import selftel as st
 from tracecore.analyzers.detectors.base import Detector
 from tracecore.analyzers.detectors.registry import DETECTORS
@@ -58,9 +59,15 @@ def flatten(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def test_json_on_stdout_stays_valid_and_telemetry_goes_to_stderr(incident: Path) -> None:
+@pytest.fixture(scope="module")
+def json_runs(incident: Path) -> tuple[Result, Result]:
+    """``analyze --format json`` without and with ``--selftel stdout``."""
     plain = run_cli(["analyze", str(incident), "--format", "json"])
-    result = run_cli(["analyze", str(incident), "--format", "json", "--selftel", "stdout"])
+    return plain, run_cli(["analyze", str(incident), "--format", "json", "--selftel", "stdout"])
+
+
+def test_json_on_stdout_stays_valid_and_telemetry_goes_to_stderr(json_runs: tuple[Result, Result]) -> None:
+    plain, result = json_runs
     assert result.exit_code == plain.exit_code, result.stderr
     report = json.loads(result.stdout)  # nothing but the result on stdout
     assert report == json.loads(plain.stdout)
@@ -187,16 +194,16 @@ def _probe(tables: Tables) -> list[Verdict]:
 PROBE = Detector(id="selftel-probe", summary="probe", sources=(), tables=(), detect=_probe, scope="tests.cli")
 
 
-def test_every_emitted_name_and_attribute_is_documented(incident: Path) -> None:
+def test_every_emitted_name_and_attribute_is_documented(
+    incident: Path, json_runs: tuple[Result, Result]
+) -> None:
     # a full run through the CLI (metrics as the user sees them) ...
-    result = run_cli(["analyze", str(incident), "--format", "json", "--selftel", "stdout"])
+    result = json_runs[1]
     rows = flatten(telemetry_lines(result.stderr))
     names = {r["name"] for r in rows}
     keys = {k for r in rows for k in r["attributes"]}
     # ... plus a run with a verdict carrying every culprit field, exported as log records, and a
     # component whose registration fails (init_errors)
-    from tests.helpers.selftel import failing_on
-
     tel = in_memory_selftel(wrap=failing_on("tracecore.exporter."))
     report = analyze_ingested(
         ingest(incident, jobs=1, selftel=tel.selftel), selftel=tel.selftel, detectors=[*DETECTORS, PROBE]
