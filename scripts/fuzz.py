@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import sys
 import time
 import traceback
@@ -34,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--examples", type=int, default=2000, help="examples per property and parser")
     parser.add_argument("--only", action="append", default=[], help="parser source to fuzz (repeatable)")
+    parser.add_argument(
+        "--max-memory-gib",
+        type=float,
+        default=4.0,
+        help="address-space limit for this process: an input that makes a parser allocate without "
+        "bound fails as MemoryError (a finding) instead of exhausting the machine",
+    )
     args = parser.parse_args(argv)
+    limit = int(args.max_memory_gib * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ["TRACECORE_FUZZ_EXAMPLES"] = str(args.examples)
     os.environ["TRACECORE_FUZZ_RANDOM"] = "1"
     sys.path.insert(0, str(REPO))
