@@ -77,7 +77,9 @@ _WATCHDOG_FAILURE = re.compile(
     r"(?:detected by watchdog at work(?: sequence id)?|Timeout at NCCL work):?\s*(?P<seq>-?\d+)"
     r"(?:.*?last enqueued (?:NCCL )?work:?\s*(?P<enq>-?\d+))?(?:.*?last completed (?:NCCL )?work:?\s*(?P<done>-?\d+))?"
 )
-_HEARTBEAT = re.compile(r"heart ?beat|watchdog got stuck", re.IGNORECASE)
+_HEARTBEAT = re.compile(
+    r"heart ?beat monitor|ProcessGroupNCCL.*heart ?beat|watchdog got stuck", re.IGNORECASE
+)
 _HEARTBEAT_BAD = re.compile(r"timed out|got stuck|timeout", re.IGNORECASE)
 _STUCK_SECONDS = re.compile(r"stuck for (\d+) seconds")
 _DUMP_SIGNAL = re.compile(
@@ -108,10 +110,13 @@ _EF_SUMMARY = re.compile(r"ChildFailedError|Root Cause \(first observed failure\
 _RENDEZVOUS = re.compile(
     r"Rendezvous\w*Error|rendezvous.*(?:timed out|timeout|failed|closed)|DistStoreError|DistNetworkError|"
     r"clients joined|Socket Timeout|client socket has (?:timed out|failed to connect)|"
-    r"server socket has failed|EADDRINUSE|TCPStore.*(?:timed out|failed|refused)|Connection refused|"
+    r"server socket has failed|EADDRINUSE|TCPStore.*(?:timed out|failed|refused)|(?:c10d|store|socket).*Connection refused|"
     r"NCCL WARN Bootstrap|bootstrap.*(?:failed|timed out)",
     re.IGNORECASE,
 )
+# Info-level lines of the rendezvous/store code describe normal progress (a node closing the
+# rendezvous at the end of a run), not failures.
+_INFO_LEVEL = re.compile(r"^\s*\[?I\d{3,4} |\[INFO\]|^\S+ \S+ INFO ")
 _FATAL = re.compile(
     r"\*\*\* (?P<sig>SIG[A-Z]+) received at time=(?P<t>\d+)|^PC: @\s+(?P<pc>\S+)\s+\S+\s+(?P<fn>\S.*)$|"
     r"Fatal Python error: (?P<fpe>[^\n]+)|Caught signal (?P<num>\d+) \((?P<sig2>SIG\w+)\)"
@@ -587,7 +592,7 @@ def classify(line_no: int, body: str) -> _Row | None:
                 row.rank, row.rank_source = int(r.group(1)), "log-prefix"
     elif "[c10d" in body and _QUIET_C10D.search(body):
         row.kind = "c10d"
-    elif _RENDEZVOUS.search(body):
+    elif _RENDEZVOUS.search(body) and not _INFO_LEVEL.search(body):
         row.kind = "rendezvous_failure"
         _rendezvous_fields(row, body)
     elif "[c10d" in body:

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers.incident import ingest_serial, write_incident
 from tests.helpers.paths import SAMPLES
@@ -316,3 +318,32 @@ def test_collector_stamp_and_srun_label_are_cut_before_the_rank_prefix() -> None
     assert (row["kind"], row["rank"], row["seq"], row["op_type"]) == ("watchdog_timeout", 5, 7, "BROADCAST")
     assert attrs(row)["task"] == "3"  # srun's task id is not taken as the rank
     assert row["ts_ns"] == 1795759800500000000 and row["ts_assumption"] is None
+
+
+def test_ordinary_words_do_not_make_events() -> None:
+    text = (
+        "[2026-11-27 06:00:00,000] torch.distributed.elastic.rendezvous.dynamic_rendezvous: [INFO] The node 'n1' has closed the rendezvous 'job'.\n"
+        "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='hub', port=443): Connection refused\n"
+        "wandb: heartbeat ok\n"
+        "rank=0 step=10 loss=0.5 timeout=30\n"
+    )
+    frame, out = parse_text(text)
+    assert out.records == 4
+    # Only the Python exception line is an event; none of the others is a failure.
+    assert frame["kind"].to_list() == ["exception"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from([r["line"] for r in TSV_ROWS] + ["", "  exitcode  : -", "[0]:", "x" * 300, "\t"]),
+        max_size=30,
+    ),
+    st.binary(max_size=64),
+)
+def test_any_mix_of_lines_is_read_without_error(lines: list[str], junk: bytes) -> None:
+    data = ("\n".join(lines)).encode() + b"\n" + junk
+    frame, out = parse_text(data)
+    assert not any(p.problem.startswith("application log not parsed") for p in out.problems)
+    assert out.records + sum(out.rejected.values()) >= frame.height
+    assert frame["source_line"].is_not_null().all()
