@@ -321,7 +321,20 @@ class DegradedState:
         self._since: float | None = None
         self._accumulated = 0.0
         self._last_activity: float | None = None
+        self._failed_file = False
         self.transitions = 0
+
+    def file_failed(self) -> None:
+        """A file could not be parsed: degraded now, and the file's record count cannot clear it."""
+        with self._lock:
+            self._failed_file = True
+        self.observe(bad=True, clean=False)
+
+    def file_records(self, accepted: int, rejected: int) -> None:
+        """One file's outcome: rejections (or an earlier failure of the file) degrade, clean records heal."""
+        with self._lock:
+            failed, self._failed_file = self._failed_file, False
+        self.observe(bad=rejected > 0 or failed, clean=accepted > 0)
 
     def touch(self) -> None:
         """Note activity (any recorded event)."""
@@ -408,7 +421,6 @@ class _LiveSource(SourceHandle):
         self._wire = wire
         self._attrs = {ATTR_COMPONENT_ID: wire.component_id}
         self.state = DegradedState()
-        self._failed_pending = False
         self._files = meter.create_counter(wire.files, SOURCE_FILES.unit, SOURCE_FILES.description)
         self._records = meter.create_counter(wire.records, SOURCE_RECORDS.unit, SOURCE_RECORDS.description)
         self._rejected = meter.create_counter(
@@ -448,8 +460,7 @@ class _LiveSource(SourceHandle):
     def file_read(self, result: str) -> None:
         self._files.add(1, {**self._attrs, ATTR_RESULT: result})
         if result == "failed":
-            self._failed_pending = True
-            self.state.observe(bad=True, clean=False)
+            self.state.file_failed()
         else:
             self.state.touch()
 
@@ -463,8 +474,7 @@ class _LiveSource(SourceHandle):
             total_rejected += count
             known = not self._wire.reasons or reason in self._wire.reasons
             self._rejected.add(count, {**self._attrs, ATTR_REASON: reason if known else OTHER_REASON})
-        failed, self._failed_pending = self._failed_pending, False
-        self.state.observe(bad=total_rejected > 0 or failed, clean=accepted > 0)
+        self.state.file_records(accepted, total_rejected)
 
     def bytes_read(self, count: int) -> None:
         if count:

@@ -99,6 +99,17 @@ def test_degraded_state_flips_accumulates_and_recovers() -> None:
     assert state.last_activity() == 1_700_000_117.0
 
 
+def test_failed_file_stays_degraded_until_a_clean_file() -> None:
+    state = st.DegradedState()
+    state.file_failed()
+    state.file_records(0, 0)  # the failed file's own (empty) outcome does not heal it
+    assert state.degraded
+    state.file_records(12, 0)
+    assert not state.degraded
+    state.file_records(3, 1)
+    assert state.degraded and state.transitions == 3
+
+
 def test_degraded_state_is_consistent_under_threads() -> None:
     state = st.DegradedState()
     barrier = threading.Barrier(8)
