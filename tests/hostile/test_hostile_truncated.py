@@ -40,6 +40,22 @@ DAMAGED = [
 # part-way still has complete records before the cut.
 IDS = [rel.split("/")[0] for rel, _ in DAMAGED]
 
+# Contract gaps found in the parsers, reported to their owners: (test, case) -> reason. Marked
+# non-strict xfail so the suite stays green and an XPASS shows when a parser closes the gap.
+KNOWN_GAPS = {
+    ("claimed", "applog_crlf_nul"): "app_log sniff refuses any log with a NUL byte in its first 4 KiB",
+    ("position", "fr_pickle_cut"): "flight_recorder: truncated pickle problem has no position",
+    ("position", "fr_json_cut"): "flight_recorder: truncated JSON problem has no position",
+    ("kept", "fr_pickle_cut"): "flight_recorder: truncated pickle keeps no entry read before the cut",
+    ("kept", "fr_json_cut"): "flight_recorder: truncated JSON keeps no entry read before the cut",
+}
+
+
+def known_gap(request: pytest.FixtureRequest, test: str, rel: str) -> None:
+    reason = KNOWN_GAPS.get((test, rel.split("/")[0]))
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+
 
 def landed(source: str) -> bool:
     """False while the source's module is still the placeholder."""
@@ -83,8 +99,11 @@ def string_cells(result: FileResult) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(("rel", "source"), DAMAGED, ids=IDS)
-def test_damaged_file_is_claimed_by_its_parser(rel: str, source: str, tmp_path: Path) -> None:
+def test_damaged_file_is_claimed_by_its_parser(
+    rel: str, source: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     require(source)
+    known_gap(request, "claimed", rel)
     target = tmp_path / rel
     target.parent.mkdir(parents=True)
     target.write_bytes((TRUNCATED / rel).read_bytes())
@@ -93,8 +112,11 @@ def test_damaged_file_is_claimed_by_its_parser(rel: str, source: str, tmp_path: 
 
 
 @pytest.mark.parametrize(("rel", "source"), DAMAGED, ids=IDS)
-def test_damaged_file_one_problem_with_position(rel: str, source: str) -> None:
+def test_damaged_file_one_problem_with_position(
+    rel: str, source: str, request: pytest.FixtureRequest
+) -> None:
     require(source)
+    known_gap(request, "position", rel)
     result = parse_file(TRUNCATED / rel, rel, source)
     assert result.failure is None, result.output.problems  # no crash, tables fit the schema
     problems = [p for p in result.output.problems if p.file == rel]
@@ -103,8 +125,9 @@ def test_damaged_file_one_problem_with_position(rel: str, source: str) -> None:
 
 
 @pytest.mark.parametrize(("rel", "source"), DAMAGED, ids=IDS)
-def test_records_before_the_damage_are_kept(rel: str, source: str) -> None:
+def test_records_before_the_damage_are_kept(rel: str, source: str, request: pytest.FixtureRequest) -> None:
     require(source)
+    known_gap(request, "kept", rel)
     result = parse_file(TRUNCATED / rel, rel, source)
     assert result.failure is None, result.output.problems
     assert result.output.records >= 1, (result.output.problems, dict(result.output.rejected))
