@@ -296,7 +296,7 @@ def _sniff(head: bytes, name: str) -> int:
         if any(
             _PY_REGEX[n].match(line)
             for n in ("kmsg", "uptime", "ctime", "iso_comma", "dmesg_x", "mono_journal", "reltime")
-        ) or ((_PY_REGEX["bsd"].match(line) or _PY_REGEX["iso_syslog"].match(line)) and " kernel" in line):
+        ) or (any(_PY_REGEX[n].match(line) for n in ("bsd", "iso_syslog", "rfc5424")) and " kernel" in line):
             enveloped += 1
     share = enveloped / len(lines)
     words = len(_KERNEL_WORDS.findall(head))
@@ -921,7 +921,7 @@ def _fields(kind: str) -> dict[str, pl.Expr]:
             is_kind("aer"),
             pl.when(m.str.contains(r"(?i)non-fatal"))
             .then(pl.lit("nonfatal"))
-            .when(m.str.contains(r"(?i)\(fatal\)|Surprise Down"))
+            .when(m.str.contains(r"(?i)\(fatal\)|Surprise Down|\bSDES\b"))
             .then(pl.lit("fatal"))
             .when(m.str.contains(r"(?i)correct(?:ed|able)"))
             .then(pl.lit("corrected")),
