@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..report import Problem
 from ..selftel import SourceWire
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
-from .manifest import Manifest
+from .manifest import Manifest, tzinfo_for
 
 # --- text dump layout (py-spy src/dump.rs) -------------------------------------------------
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -424,8 +424,6 @@ def _timestamp(line: str, ctx: FileContext) -> tuple[int, str] | None:
     if zone in (None, ""):
         host = ctx.manifest.host(ctx.host_hint)
         if host is not None and host.timezone:
-            from .manifest import tzinfo_for
-
             moment = moment.replace(tzinfo=tzinfo_for(host.timezone))
             origin = "file (host zone from manifest)"
         else:
@@ -871,8 +869,9 @@ def _rows(snapshots: list[_Snapshot], ctx: FileContext, out: ParseOutput) -> pa.
             ts_ns, ts_origin = ctx.manifest.capture_time_ns, "manifest"
         snapshot_id = f"{ctx.rel}#{number}"
         stack_id = 0
+        main_indexes = _mains_index(snap, mains)
         for thread_index, thread in enumerate(snap.threads):
-            is_main = thread_index in mains_index(snap, mains)
+            is_main = thread_index in main_indexes
             stacks = thread.stacks or [_Stack([])]
             for stack in stacks:
                 if not stack.frames and len(stacks) > 1:
@@ -960,7 +959,7 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
-def mains_index(snap: _Snapshot, mains: list[_Thread]) -> set[int]:
+def _mains_index(snap: _Snapshot, mains: list[_Thread]) -> set[int]:
     """Indexes of the main threads of ``snap``."""
     ids = {id(t) for t in mains}
     return {i for i, t in enumerate(snap.threads) if id(t) in ids}
