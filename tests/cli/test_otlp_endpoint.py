@@ -31,7 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.cli.test_selftel_cli import documented
 from tests.helpers.cli import run_cli
-from tests.helpers.selftel import telemetry_incident
+from tests.helpers.selftel import reported_reasons, telemetry_incident
 from tracecore.analyzers import selftel as st
 from tracecore.analyzers.detectors.registry import DETECTORS
 from tracecore.analyzers.report import Culprit, GpuRef, IngestSummary, Report, Role, Severity, Verdict
@@ -211,7 +211,7 @@ def test_metrics_and_verdict_logs_arrive(incident: Path, receiver: tuple[str, Re
         assert _sum(rows, "tracecore.source.bytes", component) == source["bytes"]
         if source["records"]:
             assert _sum(rows, "tracecore.source.records", component) == source["records"]
-        for reason, count in source["rejected_by_reason"].items():
+        for reason, count in reported_reasons(source["source"], source["rejected_by_reason"]).items():
             assert _sum(rows, "tracecore.source.rejected", {**component, st.ATTR_REASON: reason}) == count
     for detector in DETECTORS:
         component = {st.ATTR_COMPONENT_ID: detector.id}

@@ -16,7 +16,7 @@ from click.testing import Result
 
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import DOCS
-from tests.helpers.selftel import failing_on, in_memory_selftel, telemetry_incident
+from tests.helpers.selftel import failing_on, in_memory_selftel, reported_reasons, telemetry_incident
 from tracecore.analyzers import selftel as st
 from tracecore.analyzers.detectors.base import Detector
 from tracecore.analyzers.detectors.registry import DETECTORS
@@ -87,7 +87,7 @@ def test_json_on_stdout_stays_valid_and_telemetry_goes_to_stderr(json_runs: tupl
         if source["records"]:
             assert _sum(rows, "tracecore.source.records", component) == source["records"]
         assert _sum(rows, "tracecore.source.rejected", component, missing_ok=True) == source["rejected"]
-        for reason, count in source["rejected_by_reason"].items():
+        for reason, count in reported_reasons(source["source"], source["rejected_by_reason"]).items():
             assert _sum(rows, "tracecore.source.rejected", {**component, st.ATTR_REASON: reason}) == count
         assert _sum(rows, "tracecore.source.bytes", component) == source["bytes"]
         assert (

@@ -227,3 +227,17 @@ def global_providers_are_unset() -> bool:
     return not isinstance(metrics.get_meter_provider(), SdkMeterProvider) and not isinstance(
         _logs.get_logger_provider(), LoggerProvider
     )
+
+
+def reported_reasons(source: str, by_reason: Mapping[str, int]) -> dict[str, int]:
+    """The ledger's rejections by reason as the metric reports them: reasons outside the parser's
+    declared enum (its wire ``reasons``) fold into ``other``."""
+    from tracecore.analyzers.ingest.registry import parser_for
+    from tracecore.analyzers.selftel import OTHER_REASON
+
+    declared = parser_for(source).telemetry.reasons
+    folded: dict[str, int] = {}
+    for reason, count in by_reason.items():
+        key = reason if not declared or reason in declared else OTHER_REASON
+        folded[key] = folded.get(key, 0) + count
+    return folded
