@@ -62,7 +62,7 @@ _MARKERS = (
     r"exitcode|ChildFailedError|first observed failure|^\s*\[\d+\]:\s*$|^\s*(?:time|host|rank|error_file|traceback)\s*:|"
     r"^\S+ FAILED\s*$|^Failures:|[Rr]endezvous|TCPStore|DistStoreError|DistNetworkError|\[c10d|"
     r"clients joined|Socket Timeout|Connection refused|EADDRINUSE|SIG[A-Z]+ received|^PC: @|"
-    r"Fatal Python error|Caught signal|DataLoader worker|bus error encountered in worker|didn't join collective|mismatch between collectives|"
+    r"Fatal Python error|Caught signal|DataLoader worker|\(core dumped\)|terminated with (?:signal|exit code)|bus error encountered in worker|didn't join collective|mismatch between collectives|"
     r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt)(?::|\s*$)"
 )
 
@@ -92,11 +92,14 @@ _TEARDOWN = re.compile(
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|cudaErrorMemoryAllocation")
 _CUDA_ERROR = re.compile(r"CUDA error:\s*(?P<err>[^.\n]+?)(?:\s*$|\.|\n| \()|CUDA driver error|cudaError\w+")
 _NCCL_ERROR = re.compile(
-    r"NCCL error in: (?P<where>[^,]+), (?P<err>[^.(\n]+)|NCCL Error (?P<code>\d+): (?P<err2>[^.(\n]+)|"
+    r"NCCL error in: (?P<where>[^,]+), (?P<err>[^.,(\n]+)|NCCL Error (?P<code>\d+): (?P<err2>[^.,(\n]+)|"
     r"(?P<name>ncclUnhandledCudaError|ncclSystemError|ncclInternalError|ncclInvalidArgument|ncclInvalidUsage|ncclRemoteError|ncclInProgress)"
 )
 _ELASTIC_FAILED = re.compile(
     r"failed \(exitcode: (?P<code>-?\d+)\) local_rank: (?P<lr>\d+) \(pid: (?P<pid>\d+)\)(?: of binary: (?P<bin>\S+))?"
+)
+_SPAWN_EXIT = re.compile(
+    r"process (?P<n>\d+) terminated with (?:signal (?P<sig>SIG\w+)|exit code (?P<code>-?\d+))"
 )
 _EF_HEADER = re.compile(r"^\s*\[(\d+)\]:\s*$")
 _EF_TIME = re.compile(r"^\s*time\s*: (?P<v>\S.*?)\s*$")
@@ -119,7 +122,8 @@ _RENDEZVOUS = re.compile(
 _INFO_LEVEL = re.compile(r"^\s*\[?I\d{3,4} |\[INFO\]|^\S+ \S+ INFO ")
 _FATAL = re.compile(
     r"\*\*\* (?P<sig>SIG[A-Z]+) received at time=(?P<t>\d+)|^PC: @\s+(?P<pc>\S+)\s+\S+\s+(?P<fn>\S.*)$|"
-    r"Fatal Python error: (?P<fpe>[^\n]+)|Caught signal (?P<num>\d+) \((?P<sig2>SIG\w+)\)"
+    r"Fatal Python error: (?P<fpe>[^\n]+)|Caught signal (?P<num>\d+) \((?P<sig2>SIG\w+)\)|"
+    r"(?:(?P<spid>\d+) +)?(?P<shell>Segmentation fault|Bus error|Aborted|Floating point exception|Illegal instruction)\s+\(core dumped\)"
 )
 # c10d lines at info/debug level (socket connected, store read callbacks at shutdown) are context.
 _QUIET_C10D = re.compile(r"^\s*\[?I\d{4} |^\s*\[I |\[c10d - (?:debug|trace)\]")
@@ -530,6 +534,15 @@ def classify(line_no: int, body: str) -> _Row | None:
             row.attrs["agent_pid"] = a.group(1)
         row.rank = None  # the agent's line: the child's global rank is not on it
         row.rank_source = None
+    elif m := _SPAWN_EXIT.search(body):
+        # torch.multiprocessing.spawn: "process N terminated with signal SIGSEGV / exit code C".
+        row.kind = "elastic_failure"
+        row.local_rank = int(m.group("n"))
+        row.attrs["launcher"] = "mp.spawn"
+        if m.group("sig"):
+            row.signal = m.group("sig")
+        else:
+            row.exit_code = int(m.group("code"))
     elif _EF_HEADER.match(body):
         row.kind = "_ef_header"
     elif m := _EF_EXIT.match(body):
@@ -576,6 +589,11 @@ def classify(line_no: int, body: str) -> _Row | None:
         row.kind = "fatal_signal"
         if m.group("sig") or m.group("sig2"):
             row.signal = m.group("sig") or m.group("sig2")
+        elif m.group("shell"):
+            # The shell's report of a child's death ("./run.sh: line 12: 4242 Segmentation fault").
+            row.signal = _FPE_SIGNAL.get(m.group("shell").lower())
+            if m.group("spid"):
+                row.pid = int(m.group("spid"))
         elif m.group("fpe"):
             row.attrs["error"] = m.group("fpe").strip()
             row.signal = _FPE_SIGNAL.get(m.group("fpe").strip().lower())

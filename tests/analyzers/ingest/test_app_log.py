@@ -347,3 +347,70 @@ def test_any_mix_of_lines_is_read_without_error(lines: list[str], junk: bytes) -
     assert not any(p.problem.startswith("application log not parsed") for p in out.problems)
     assert out.records + sum(out.rejected.values()) >= frame.height
     assert frame["source_line"].is_not_null().all()
+
+
+# Other PyTorch / NCCL / launcher wordings (written in the form these versions print).
+VARIANTS = [
+    (
+        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 15.78 GiB total capacity; "
+        "14.56 GiB already allocated; 4.75 MiB free; 14.61 GiB reserved in total by PyTorch) If reserved memory is >> "
+        "allocated memory try setting max_split_size_mb to avoid fragmentation.",
+        {"kind": "cuda_oom"},
+    ),
+    (
+        "[E ProcessGroupNCCL.cpp:828] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, "
+        "OpType=BROADCAST, Timeout(ms)=1800000) ran for 1800579 milliseconds before timing out.",
+        {"kind": "watchdog_timeout", "rank": 1, "seq": 1, "op_type": "BROADCAST", "timeout_ms": 1800000},
+    ),
+    (
+        "[rank3]:[E ProcessGroupNCCL.cpp:563] [Rank 3] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, "
+        "OpType=_ALLGATHER_BASE, NumelIn=4, NumelOut=32, Timeout(ms)=600000) ran for 600394 milliseconds before timing out.",
+        {"kind": "watchdog_timeout", "rank": 3, "op_type": "_ALLGATHER_BASE"},
+    ),
+    (
+        "torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:1275, "
+        "internal error, NCCL version 2.14.3",
+        {"kind": "nccl_error", "error": "internal error"},
+    ),
+    (
+        "torch.multiprocessing.spawn.ProcessExitedException: process 1 terminated with signal SIGSEGV",
+        {"kind": "elastic_failure", "local_rank": 1, "signal": "SIGSEGV"},
+    ),
+    (
+        "RuntimeError: NCCL communicator was aborted on rank 3. Original reason for failure was: [Rank 3] Watchdog caught "
+        "collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, Timeout(ms)=1800000) ran for 1800211 "
+        "milliseconds before timing out.",
+        {"kind": "watchdog_timeout", "rank": 3, "seq": 5},
+    ),
+    (
+        "[E ProcessGroupNCCL.cpp:1146] [PG 0 Rank 5] ProcessGroupNCCL's watchdog got stuck for 480 seconds without making "
+        "progress in monitoring enqueued collectives.",
+        {"kind": "heartbeat", "rank": 5, "severity": "error", "stuck_s": "480"},
+    ),
+    (
+        "./run.sh: line 12:  4242 Segmentation fault      (core dumped) python train.py",
+        {"kind": "fatal_signal", "pid": 4242, "signal": "SIGSEGV"},
+    ),
+    (
+        "RuntimeError: DataLoader worker (pid 4321) is killed by signal: Bus error. It is possible that dataloader's "
+        "workers are out of shared memory. Please try to raise your shared memory limit.",
+        {"kind": "fatal_signal", "signal": "SIGBUS", "worker": "dataloader", "worker_pids": "4321"},
+    ),
+    (
+        "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -7) local_rank: 0 (pid: 1234) of binary: "
+        "/usr/bin/python3",
+        {"kind": "elastic_failure", "exit_code": -7, "signal": "SIGBUS", "pid": 1234},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "want"), VARIANTS, ids=[w["kind"] + str(i) for i, (_, w) in enumerate(VARIANTS)]
+)
+def test_other_wordings(line: str, want: dict[str, Any]) -> None:
+    frame, _ = parse_text(line + "\n", "job.log")
+    assert frame.height == 1
+    row = frame.row(0, named=True)
+    extra = attrs(row)
+    for key, value in want.items():
+        assert (row[key] if key in row else extra.get(key)) == value, key
