@@ -58,7 +58,11 @@ _SNIFF_COUNTERS = re.compile(
 _SNIFF_DMON = re.compile(r"^#\s?Entity\s+\S|dcgmi\s+dmon\b", re.M)
 
 # --- exposition -----------------------------------------------------------------------------------
-_SAMPLE = r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*(\S+)?(?:\s+(-?\d+))?\s*$"
+# The tail of a sample line: separator (closing brace or blank), value, optional ms timestamp.
+# Value and timestamp never contain blanks or braces; label values may contain blanks.
+_TAIL = r"([\s}])([^\s}]+)(?:\s+(-?\d+))?\s*$"
+_TAIL_OUTER = r"([\s}][^\s}]+(?:\s+-?\d+)?\s*)$"
+_KEY = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?$", re.S)
 _HELP_TYPE = r"^#\s*(HELP|TYPE)\s+(\S+)\s*(.*)$"
 _SCRAPED = r"(?i)^#\s*scraped(?:\s+at)?\s*[:=]?\s*(.+?)\s*$"
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -105,7 +109,7 @@ class DcgmParser(SourceParser):
         kind = _format_of(text)
         try:
             if kind == "json":
-                table = _parse_json(ctx, text, out)
+                table = _parse_json(ctx, text, out, ctx.data)
             elif kind == "counters":
                 _parse_counters_csv(ctx, text, out)
                 table = None
@@ -325,19 +329,16 @@ def _file_time(ctx: FileContext, host: str | None) -> tuple[int | None, str]:
     return None, "unknown"
 
 
-def _field_frame(names: list[str]) -> pl.DataFrame:
-    """metric name → canonical field, field id and DCGM value kind."""
-    fields, ids, kinds = [], [], []
-    for name in names:
+def _field_columns(metrics: list[str]) -> dict[str, list[Any]]:
+    """Per metric name: canonical field, field id and DCGM value kind."""
+    cols: dict[str, list[Any]] = {"field": [], "field_id": [], "kind": []}
+    for name in metrics:
         field, field_id = dcgm_fields.canonical(name)
         spec = dcgm_fields.BY_ID.get(field_id) if field_id is not None else None
-        fields.append(field)
-        ids.append(field_id)
-        kinds.append(spec.kind if spec else None)
-    return pl.DataFrame(
-        {"metric": names, "field": fields, "field_id": ids, "kind": kinds},
-        schema={"metric": pl.String, "field": pl.String, "field_id": pl.Int32, "kind": pl.String},
-    )
+        cols["field"].append(field)
+        cols["field_id"].append(field_id)
+        cols["kind"].append(spec.kind if spec else None)
+    return cols
 
 
 def _classify_values(frame: pl.DataFrame) -> pl.DataFrame:
@@ -395,37 +396,60 @@ def _count_rejects(frame: pl.DataFrame, out: ParseOutput, rel: str) -> pl.DataFr
 def _finish(
     samples: pl.DataFrame,
     label_sets: list[dict[str, str]],
+    metrics: list[str],
     ctx: FileContext,
     out: ParseOutput,
+    *,
+    types: list[str | None] | None = None,
     ident: dict[str, list[Any]] | None = None,
-    fields: pl.DataFrame | None = None,
+    fields: dict[str, list[Any]] | None = None,
 ) -> pa.Table | None:
-    """Join per-series identity onto samples (by ``series``), classify values, add labels.
+    """Join per-series facts onto samples (by ``series``), classify values, add labels.
 
-    ``samples`` has series, source_line, metric, value_text, ts_ns, ts_origin, metric_type, scrape.
-    ``ident`` (per-series identity columns) and ``fields`` (metric → field, field_id, kind) replace
-    the label-derived identity and the name look-up where a format knows better (dmon).
+    ``samples`` has series, source_line, value_text, ts_ns, ts_origin, scrape. Per series
+    (``series`` indexes these lists): its labels, metric name as written, Prometheus type,
+    identity columns (``ident`` replaces the label-derived ones where a format knows better) and
+    field columns (``fields`` replaces the name look-up, e.g. dmon's ``-e`` field ids).
     """
     if samples.height == 0:
         return None
-    columns_of_series = ident if ident is not None else _identity_columns(label_sets, _HostMapper(ctx, out))
-    ident_frame = pl.DataFrame(columns_of_series, schema_overrides={"gpu_index": pl.Int32})
+    count = len(label_sets)
+    per_series: dict[str, list[Any]] = {
+        "series": list(range(count)),
+        "metric": metrics,
+        "metric_type": types if types is not None else [None] * count,
+    }
+    per_series.update(ident if ident is not None else _identity_columns(label_sets, _HostMapper(ctx, out)))
+    per_series.update(fields if fields is not None else _field_columns(metrics))
+    series_frame = pl.DataFrame(
+        per_series,
+        schema_overrides={
+            "series": pl.Int64,
+            "gpu_index": pl.Int32,
+            "field_id": pl.Int32,
+            "metric_type": pl.String,
+            "kind": pl.String,
+            "metric": pl.String,
+            "field": pl.String,
+        },
+    )
     for name in _IDENTITY_NAMES:
-        if name not in ident_frame.columns:
-            ident_frame = ident_frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    ident_frame = ident_frame.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64))
-    if fields is None:
-        fields = _field_frame(samples.get_column("metric").unique().sort().to_list())
-    frame = samples.join(fields, on="metric", how="left")
+        if name not in series_frame.columns:
+            series_frame = series_frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+    frame = samples.with_columns(pl.col("series").cast(pl.Int64)).join(
+        series_frame.select("series", "kind", "metric"), on="series", how="left", maintain_order="left"
+    )
     frame = _classify_values(frame)
     frame = _count_rejects(frame, out, ctx.rel)
     if frame.height == 0:
         return None
-    frame = frame.sort("source_line", maintain_order=True) if frame.height < 2_000_000 else frame
-    frame = frame.join(ident_frame, on="series", how="left", maintain_order="left")
-    series_index = pa.array(frame.get_column("series").cast(pl.Int64).to_arrow(), pa.int64())
+    frame = frame.select("series", "source_line", "ts_ns", "ts_origin", "value", "scrape").join(
+        series_frame.drop("kind"), on="series", how="left", maintain_order="left"
+    )
+    series_index = frame.get_column("series").to_arrow()
     labels = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
     columns = frame.select(
+        pl.lit(ctx.rel, dtype=pl.String).alias("source_file"),
         "source_line",
         "host",
         "ts_ns",
@@ -448,21 +472,20 @@ def _finish(
         "metric_type",
         "scrape",
     ).to_arrow()
-    table = columns.append_column("labels", labels)
-    table = table.append_column("source_file", pa.array([ctx.rel] * table.num_rows, pa.string()))
-    return table
+    return columns.append_column("labels", labels)
 
 
 # ================================================================================================
 # Prometheus text exposition
 # ================================================================================================
 def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
-    lines = pl.DataFrame({"line": pl.Series([text]).str.split("\n").explode()}).with_row_index(
+    # Python's split is the fastest way to lines; every later step is a Polars expression, and
+    # names and labels are parsed once per distinct series, not once per line.
+    lines = pl.DataFrame({"line": pl.Series("line", text.split("\n"), dtype=pl.String)}).with_row_index(
         "source_line", offset=1
     )
-    lines = lines.with_columns(pl.col("source_line").cast(pl.Int64), pl.col("line").str.strip_chars_end("\r"))
+    lines = lines.with_columns(pl.col("source_line").cast(pl.Int64))
     is_comment = pl.col("line").str.starts_with("#")
-    is_blank = pl.col("line").str.strip_chars() == ""
     meta = lines.filter(is_comment)
     help_type = meta.with_columns(pl.col("line").str.extract_groups(_HELP_TYPE).alias("m")).unnest("m")
     help_type = help_type.rename({"1": "kw", "2": "family", "3": "rest"}).filter(pl.col("kw").is_not_null())
@@ -472,12 +495,39 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
     scraped = meta.with_columns(pl.col("line").str.extract(_SCRAPED, 1).alias("when")).filter(
         pl.col("when").is_not_null()
     )
-    body = lines.filter(~is_comment & ~is_blank)
-    elided = body.filter(pl.col("line").str.contains(r"^\s*(?:\.\.\.|…)\s*$"))
-    body = body.filter(~pl.col("line").str.contains(r"^\s*(?:\.\.\.|…)\s*$"))
-    parsed = body.with_columns(pl.col("line").str.extract_groups(_SAMPLE).alias("m")).unnest("m")
-    parsed = parsed.rename({"1": "metric", "2": "label_text", "3": "value_text", "4": "ts_ms"})
-    malformed = parsed.filter(pl.col("metric").is_null())
+    body = lines.filter(~is_comment & (pl.col("line").str.strip_chars() != "")).filter(
+        ~pl.col("line").str.contains(r"^\s*(?:\.\.\.|…)\s*$")  # README-style elisions hold nothing
+    )
+    # Value (and optional ms timestamp) is the tail after the closing brace or a blank; the rest is
+    # the series key: metric name plus label set.
+    # One regex pass over the long lines finds the tail; the key is the line minus the tail
+    # (separator kept), and value/timestamp come from the short tail.
+    body = body.with_columns(pl.col("line").str.extract(_TAIL_OUTER, 1).alias("tail"))
+    body = body.with_columns(
+        pl.coalesce(
+            pl.col("line").str.head(pl.col("line").str.len_chars() - pl.col("tail").str.len_chars() + 1),
+            pl.col("line"),
+        )
+        .str.strip_chars()
+        .alias("key"),
+        pl.col("tail").str.extract_groups(_TAIL).alias("m"),
+    ).unnest("m")
+    body = body.rename({"1": "sep", "2": "value_text", "3": "ts_ms"})
+    keys = body.get_column("key").unique(maintain_order=True)
+    label_sets: list[dict[str, str]] = []
+    metrics: list[str] = []
+    key_ids: list[int | None] = []
+    for key in keys.to_list():
+        match = _KEY.match(key)
+        if match is None:
+            key_ids.append(None)
+            continue
+        key_ids.append(len(metrics))
+        metrics.append(match.group(1))
+        label_sets.append(_parse_labels(match.group(2)))
+    key_frame = pl.DataFrame({"key": keys, "series": pl.Series(key_ids, dtype=pl.Int64)})
+    body = body.join(key_frame, on="key", how="left", maintain_order="left")
+    malformed = body.filter(pl.col("series").is_null())
     if malformed.height:
         out.reject(R_MALFORMED, malformed.height)
         first = malformed.row(0, named=True)
@@ -488,8 +538,7 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
                 f"{malformed.height} line(s) are not Prometheus samples, e.g. {first['line'][:80]!r}",
             )
         )
-    samples = parsed.filter(pl.col("metric").is_not_null())
-    del elided
+    samples = body.filter(pl.col("series").is_not_null())
     if samples.height == 0:
         _explain_empty_exposition(ctx, out, help_type, malformed.height)
         return None
@@ -501,25 +550,16 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
                 ctx.rel,
                 row["source_line"],
                 f"{no_value.height} series carry labels but no value (a copied query-result row, e.g. "
-                f"{row['metric']}); nothing to read",
+                f"{metrics[row['series']]}); nothing to read",
             )
         )
-    # Series = distinct label text; parse each distinct label set once.
-    label_texts = samples.get_column("label_text").fill_null("").unique(maintain_order=True)
-    label_sets = [_parse_labels(t) for t in label_texts.to_list()]
-    series_of = pl.DataFrame(
-        {"label_text": label_texts, "series": pl.int_range(len(label_texts), eager=True)}
-    )
-    samples = samples.with_columns(pl.col("label_text").fill_null("")).join(
-        series_of, on="label_text", how="left", maintain_order="left"
-    )
     # Scrape number: by `# scraped at` comments when present, else the n-th appearance of a series.
     file_ts, file_origin = _file_time(ctx, _first_host(label_sets))
     if scraped.height:
         times = [parse_time_text(w) for w in scraped.get_column("when").to_list()]
         marks = scraped.select("source_line").with_columns(
             pl.Series("comment_ts", times, dtype=pl.Int64),
-            pl.int_range(1, scraped.height + 1).alias("scrape"),
+            pl.int_range(1, scraped.height + 1, dtype=pl.Int32).alias("scrape"),
         )
         bad = [w for w, t in zip(scraped.get_column("when").to_list(), times, strict=True) if t is None]
         if bad:
@@ -529,43 +569,26 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
         )
     else:
         samples = samples.with_columns(
-            pl.int_range(pl.len()).over("metric", "series").alias("scrape"),
+            pl.int_range(pl.len(), dtype=pl.Int32).over("series").alias("scrape"),
             pl.lit(None, dtype=pl.Int64).alias("comment_ts"),
         )
-    ts = (
-        pl.when(pl.col("ts_ms").is_not_null())
+    timed = pl.col("ts_ms").is_not_null()
+    samples = samples.with_columns(
+        pl.when(timed)
         .then(pl.col("ts_ms").cast(pl.Int64, strict=False) * 1_000_000)
         .when(pl.col("comment_ts").is_not_null())
         .then(pl.col("comment_ts"))
         .otherwise(pl.lit(file_ts, dtype=pl.Int64))
-    )
-    origin = (
-        pl.when(pl.col("ts_ms").is_not_null())
+        .alias("ts_ns"),
+        pl.when(timed)
         .then(pl.lit("sample"))
         .when(pl.col("comment_ts").is_not_null())
         .then(pl.lit("comment"))
         .otherwise(pl.lit(file_origin))
+        .cast(pl.Categorical)
+        .alias("ts_origin"),
     )
-    # Type: the family's own TYPE line, else the last TYPE line above (pasted exports rename samples).
-    type_by_name = types.unique(subset="family", keep="first").select(
-        pl.col("family").alias("metric"), pl.col("type").alias("own_type")
-    )
-    samples = samples.sort("source_line")
-    if types.height:
-        samples = samples.join_asof(
-            types.select("source_line", pl.col("type").alias("last_type")),
-            on="source_line",
-            strategy="backward",
-        )
-    else:
-        samples = samples.with_columns(pl.lit(None, dtype=pl.String).alias("last_type"))
-    samples = samples.join(type_by_name, on="metric", how="left", maintain_order="left")
-    samples = samples.with_columns(
-        ts.alias("ts_ns"),
-        origin.alias("ts_origin"),
-        pl.coalesce("own_type", "last_type").alias("metric_type"),
-        pl.col("scrape").cast(pl.Int32),
-    )
+    series_types = _series_types(samples, types, metrics)
     scrapes = samples.get_column("scrape").max()
     if (
         isinstance(scrapes, int)
@@ -581,7 +604,7 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
                 "(order kept in the scrape column)",
             )
         )
-    if file_origin == "mtime" and samples.get_column("ts_origin").eq("mtime").any():
+    if file_origin == "mtime" and (samples.get_column("ts_origin").cast(pl.String) == "mtime").any():
         out.problems.append(
             Problem(
                 ctx.rel,
@@ -590,13 +613,29 @@ def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table
             )
         )
     return _finish(
-        samples.select(
-            "series", "source_line", "metric", "value_text", "ts_ns", "ts_origin", "metric_type", "scrape"
-        ),
+        samples.select("series", "source_line", "value_text", "ts_ns", "ts_origin", "scrape"),
         label_sets,
+        metrics,
         ctx,
         out,
+        types=series_types,
     )
+
+
+def _series_types(samples: pl.DataFrame, types: pl.DataFrame, metrics: list[str]) -> list[str | None]:
+    """Prometheus type per series: its family's TYPE line, else the last TYPE line above it.
+
+    The fallback keeps pasted exports whose sample name differs from the HELP/TYPE name typed.
+    """
+    own = dict(types.unique(subset="family", keep="first").select("family", "type").iter_rows())
+    first_lines = samples.group_by("series").agg(pl.col("source_line").min()).sort("source_line")
+    above: dict[int, str | None] = {}
+    if types.height:
+        joined = first_lines.join_asof(
+            types.select("source_line", "type"), on="source_line", strategy="backward"
+        )
+        above = dict(joined.select("series", "type").iter_rows())
+    return [own.get(name) or above.get(index) for index, name in enumerate(metrics)]
 
 
 def _first_host(label_sets: list[dict[str, str]]) -> str | None:
@@ -630,7 +669,73 @@ def _explain_empty_exposition(
 # ================================================================================================
 # Prometheus HTTP API JSON
 # ================================================================================================
-def _parse_json(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+_PROM_SCHEMA: dict[str, pl.DataType] = {
+    "status": pl.String(),
+    "data": pl.Struct(
+        {
+            "resultType": pl.String(),
+            "result": pl.List(
+                pl.Struct({"values": pl.List(pl.List(pl.String())), "value": pl.List(pl.String())})
+            ),
+        }
+    ),
+}
+# Series label objects are flat: no nested braces (checked against the series count).
+_METRIC_OBJECT = re.compile(r'"metric"\s*:\s*(\{[^{}]*\})')
+
+
+def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput) -> pa.Table | bool | None:
+    """Large range queries: Polars' JSON reader for the points, the stdlib only for label objects.
+
+    Returns ``False`` when the document is not a plain non-empty matrix/vector (the caller then
+    reads it with the standard path, which also words every problem).
+    """
+    import io
+
+    try:
+        frame = pl.read_json(io.BytesIO(data), schema=_PROM_SCHEMA)
+    except Exception:  # any surprise: the standard path decides and reports
+        return False
+    if frame.height != 1 or frame.item(0, "status") != "success":
+        return False
+    result = frame.select(pl.col("data").struct.field("result")).explode("result").unnest("result")
+    result = result.filter(pl.col("values").is_not_null() | pl.col("value").is_not_null())
+    metrics_text = _METRIC_OBJECT.findall(text)
+    if result.height == 0 or len(metrics_text) != result.height:
+        return False
+    label_sets: list[dict[str, str]] = []
+    metrics: list[str] = []
+    for raw in metrics_text:
+        labels = {str(k): str(v) for k, v in json.loads(raw).items()}
+        metrics.append(labels.pop("__name__", "") or "")
+        label_sets.append(labels)
+    indexed = result.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64))
+    matrix = (
+        indexed.filter(pl.col("values").is_not_null())
+        .select("series", pl.col("values").alias("point"))
+        .explode("point")
+        .filter(pl.col("point").is_not_null())
+    )
+    vector = indexed.filter(pl.col("values").is_null()).select("series", pl.col("value").alias("point"))
+    points = pl.concat([matrix, vector]).sort("series", maintain_order=True)
+    seconds = pl.col("point").list.get(0, null_on_oob=True).cast(pl.Float64, strict=False)
+    samples = points.select(
+        "series",
+        ((seconds * 1000).round(0).cast(pl.Int64) * 1_000_000).alias("ts_ns"),
+        pl.col("point").list.get(1, null_on_oob=True).alias("value_text"),
+    ).with_columns(
+        (pl.col("series") + 1).alias("source_line"),
+        pl.lit("sample").alias("ts_origin"),
+        pl.lit(0, dtype=pl.Int32).alias("scrape"),
+    )
+    return _finish(samples, label_sets, metrics, ctx, out)
+
+
+def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | None = None) -> pa.Table | None:
+    if data is not None and len(data) > 1_000_000:
+        fast = _parse_json_fast(ctx, data, text, out)
+        if fast is not False:
+            return fast if isinstance(fast, pa.Table) else None
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -711,14 +816,12 @@ def _parse_json(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | Non
             "ts_ns": (ts_seconds * 1000).round(0).cast(pl.Int64) * 1_000_000,
         }
     )
-    names = pl.DataFrame({"series": pl.int_range(len(metrics), eager=True).cast(pl.Int64), "metric": metrics})
-    frame = frame.join(names, on="series", how="left", maintain_order="left").with_columns(
+    frame = frame.with_columns(
         (pl.col("series") + 1).alias("source_line"),
         pl.lit("sample").alias("ts_origin"),
-        pl.lit(None, dtype=pl.String).alias("metric_type"),
         pl.lit(0, dtype=pl.Int32).alias("scrape"),
     )
-    return _finish(frame, label_sets, ctx, out)
+    return _finish(frame, label_sets, metrics, ctx, out)
 
 
 # ================================================================================================
@@ -841,9 +944,22 @@ def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | Non
                 "dcgmi dmon prints no timestamps; set [job].capture_time or a '# started at' line to place these samples in time",
             )
         )
-    group_entities = sorted({(r[1], r[2]) for r in rows})
-    label_sets = [{"entity_group": g, "entity_id": str(e)} for g, e in group_entities]
-    series_of = {key: i for i, key in enumerate(group_entities)}
+    # One series per entity and column; its identity comes from the entity, its field from the
+    # column (the -e list of the command line when it matches, else the dmon short name).
+    series_keys = sorted({(r[1], r[2], r[4]) for r in rows}, key=lambda k: (k[0], k[1], columns.index(k[2])))
+    series_of = {key: i for i, key in enumerate(series_keys)}
+    parent_of = {(r[1], r[2]): p for r, p in zip(rows, parents, strict=True)}
+    label_sets = [{"entity_group": g, "entity_id": str(e)} for g, e, _ in series_keys]
+    ident: dict[str, list[Any]] = {"host": [], "gpu_index": [], "mig_instance": []}
+    fields: dict[str, list[Any]] = {"field": [], "field_id": [], "kind": []}
+    for group, entity, column in series_keys:
+        ident["host"].append(host)
+        ident["gpu_index"].append(entity if group == "GPU" else parent_of.get((group, entity)))
+        ident["mig_instance"].append(str(entity) if group in ("GPU-I", "GPU-CI") else None)
+        name, field_id = field_names[column]
+        fields["field"].append(name)
+        fields["field_id"].append(field_id)
+        fields["kind"].append(dcgm_fields.BY_ID[field_id].kind if field_id in dcgm_fields.BY_ID else None)
     ts_values: list[int | None] = []
     for r in rows:
         if start_ns is not None:
@@ -855,9 +971,8 @@ def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | Non
             ts_values.append(None)
     frame = pl.DataFrame(
         {
-            "series": [series_of[(r[1], r[2])] for r in rows],
+            "series": [series_of[(r[1], r[2], r[4])] for r in rows],
             "source_line": [r[0] for r in rows],
-            "metric": [r[4] for r in rows],
             "value_text": [r[5] for r in rows],
             "ts_ns": ts_values,
             "scrape": [r[3] for r in rows],
@@ -865,31 +980,13 @@ def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | Non
         schema={
             "series": pl.Int64,
             "source_line": pl.Int64,
-            "metric": pl.String,
             "value_text": pl.String,
             "ts_ns": pl.Int64,
             "scrape": pl.Int32,
         },
-    ).with_columns(pl.lit(origin).alias("ts_origin"), pl.lit(None, dtype=pl.String).alias("metric_type"))
-    fields = pl.DataFrame(
-        {
-            "metric": list(field_names),
-            "field": [v[0] for v in field_names.values()],
-            "field_id": [v[1] for v in field_names.values()],
-            "kind": [
-                dcgm_fields.BY_ID[v[1]].kind if v[1] in dcgm_fields.BY_ID else None
-                for v in field_names.values()
-            ],
-        },
-        schema={"metric": pl.String, "field": pl.String, "field_id": pl.Int32, "kind": pl.String},
-    )
-    parent_of = {(r[1], r[2]): p for r, p in zip(rows, parents, strict=True)}
-    ident: dict[str, list[Any]] = {"host": [], "gpu_index": [], "mig_instance": []}
-    for group, entity in group_entities:
-        ident["host"].append(host)
-        ident["gpu_index"].append(entity if group == "GPU" else parent_of.get((group, entity)))
-        ident["mig_instance"].append(str(entity) if group in ("GPU-I", "GPU-CI") else None)
-    return _finish(frame, label_sets, ctx, out, ident=ident, fields=fields)
+    ).with_columns(pl.lit(origin).alias("ts_origin"))
+    metrics = [column for _, _, column in series_keys]
+    return _finish(frame, label_sets, metrics, ctx, out, ident=ident, fields=fields)
 
 
 # ================================================================================================

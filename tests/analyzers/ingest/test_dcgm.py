@@ -12,6 +12,7 @@ import pytest
 from tests.helpers.incident import ingest_serial, write_incident
 from tests.helpers.paths import SAMPLES
 from tracecore.analyzers import dcgm_fields
+from tracecore.analyzers.ingest import dcgm as dcgm_ingest
 from tracecore.analyzers.ingest.base import NO_CLAIM, STRONG_CLAIM, FileContext, ParseOutput
 from tracecore.analyzers.ingest.dcgm import DcgmParser, parse_time_text, time_from_name
 from tracecore.analyzers.ingest.manifest import HostSpec, Manifest
@@ -457,3 +458,37 @@ def test_ingest_engine_routes_samples_to_the_dcgm_source(tmp_path: Path) -> None
         "node-1/dcgm/metrics.prom",
         "node-1/dmon.txt",
     ]
+
+
+def test_large_range_query_fast_path_matches_the_standard_path() -> None:
+    # Over 1 MB, the points are read by Polars' JSON reader; the result must be the same rows.
+    result = []
+    for gpu in range(4):
+        labels = {
+            "__name__": "DCGM_FI_DEV_SM_CLOCK",
+            "gpu": str(gpu),
+            "Hostname": "node-2",
+            "UUID": f"GPU-{gpu}",
+        }
+        points = [[1_795_758_000 + 15 * i, "NaN" if i == 3 else str(1980 - i % 7)] for i in range(12_000)]
+        result.append({"metric": labels, "values": points})
+    result.append(
+        {
+            "metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": "0", "Hostname": "node-2"},
+            "value": [1_795_758_000.25, "97"],
+        }
+    )
+    big = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}}).encode()
+    assert len(big) > 1_000_000
+    fast_rows, fast = parse_bytes(big, "big.json")
+    standard = ParseOutput()
+    table = dcgm_ingest._parse_json(
+        FileContext(Path("big.json"), "big.json", big, None, Manifest(), MTIME), big.decode(), standard
+    )
+    assert table is not None
+    standard_frame = pl.from_arrow(conform("gpu_metrics", table))
+    assert isinstance(standard_frame, pl.DataFrame)
+    assert fast.records == 4 * 11_999 + 1 and fast.rejected == standard.rejected == {"NaN value": 4}
+    assert fast_rows == standard_frame.to_dicts()
+    assert fast_rows[-1]["ts_ns"] == 1_795_758_000_250_000_000 and fast_rows[-1]["field_id"] == 203
+    assert fast_rows[1]["labels"] == {"gpu": "0", "Hostname": "node-2", "UUID": "GPU-0"}
