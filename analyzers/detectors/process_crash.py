@@ -130,7 +130,7 @@ def detect(tables: Tables) -> list[Verdict]:
             existing.signal = crash.signal or existing.signal
         if crash.ts_ns is not None and (existing.ts_ns is None or crash.ts_ns < existing.ts_ns):
             existing.ts_ns = crash.ts_ns
-        if existing.origin == "launcher" and crash.origin != "launcher":
+        if order_of(crash.origin) < order_of(existing.origin):
             existing.origin = crash.origin
 
     if app is not None:
@@ -246,7 +246,6 @@ def detect(tables: Tables) -> list[Verdict]:
                 sources={"kernel_log"},
                 evidence=[evidence_from_row("kernel_log", row)],
             )
-            crash.frame = row.get("comm")
             add(crash)
     aborts = [
         c
