@@ -105,3 +105,17 @@ def test_unmapped_kernel_pid_is_reported_missing() -> None:
     (verdict,) = detect(tables)
     assert verdict.culprit.ranks == [] and verdict.culprit.pids == [999]
     assert any("rank of pid 999 on node-z" in m for m in verdict.missing_evidence)
+
+
+def test_kernel_segfault_incident_maps_pid_through_nccl_init_lines() -> None:
+    (verdict,) = crashes(INCIDENTS / "app-crash-kernel-segfault")
+    d = verdict.details
+    assert verdict.culprit.ranks == [2] and verdict.culprit.pids == [51102]
+    assert (d["origin"], d["library"], d["signal"], d["exit_code"]) == (
+        "kernel",
+        "libnccl.so.2",
+        "SIGSEGV",
+        -11,
+    )
+    assert verdict.confidence is Confidence.FULL
+    assert verdict.evidence[0].source == "kernel_log" and verdict.evidence[0].file == "node-a/kern.log"
