@@ -51,12 +51,16 @@ def render_markdown(report: Report, out: TextIO) -> None:
         write(f"Skipped files: {len(report.ingest.skipped_files)}\n\n")
         for skipped in report.ingest.skipped_files[:50]:
             write(f"- `{markdown_code(skipped.file)}`: {markdown_text(skipped.reason)}\n")
+        if len(report.ingest.skipped_files) > 50:
+            write(f"- … {len(report.ingest.skipped_files) - 50} more (see --format json)\n")
         write("\n")
     if report.ingest.problems:
         write(f"Problems: {len(report.ingest.problems)}\n\n")
         for problem in report.ingest.problems[:50]:
             where = f"{problem.file}:{problem.line}" if problem.line is not None else problem.file
             write(f"- `{markdown_code(where)}`: {markdown_text(problem.problem)}\n")
+        if len(report.ingest.problems) > 50:
+            write(f"- … {len(report.ingest.problems) - 50} more (see --format json)\n")
         write("\n")
 
 

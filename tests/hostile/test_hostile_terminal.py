@@ -153,3 +153,21 @@ def test_committed_markup_incident_prints_literally() -> None:
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout
     assert "[bold red]PWNED[/] @everyone.txt" in result.stdout
+
+
+def test_long_skip_lists_say_how_many_more() -> None:
+    skipped = [SkippedFile(f"f{i:03d}", "format not recognised by any parser") for i in range(60)]
+    report = Report(tool_version="0", incident_path="x", ingest=IngestSummary(skipped_files=skipped))
+    buffer = io.StringIO()
+    render_markdown(report, buffer)
+    assert "Skipped files: 60" in buffer.getvalue()
+    assert "- … 10 more (see --format json)" in buffer.getvalue()
+    rich_out = _rich_plain(report)
+    assert "Skipped files (60)" in rich_out
+    assert "… 40 more" in rich_out
+
+
+def _rich_plain(report: Report) -> str:
+    buffer = io.StringIO()
+    render_rich(report, result_console(buffer, color=False, width=200))
+    return buffer.getvalue()
