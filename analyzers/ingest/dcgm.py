@@ -55,7 +55,8 @@ _SNIFF_EXPO_ANY = re.compile(
 _SNIFF_COUNTERS = re.compile(
     r"^\s*#?\s*DCGM_(?:FI|EXP)_\w+\s*,\s*(?:gauge|counter|label|histogram)\s*,", re.M | re.I
 )
-_SNIFF_DMON = re.compile(r"^#\s?Entity\s+\S|dcgmi\s+dmon\b", re.M)
+# A dmon header at a line start, or the command at a line start / after a shell prompt.
+_SNIFF_DMON = re.compile(r"^#\s?Entity\s+\S|^(?:\[[^\]\n]*\]\s*|\S*[#$>%]\s*)?dcgmi\s+dmon\b", re.M)
 
 # --- exposition -----------------------------------------------------------------------------------
 # The tail of a sample line: separator (closing brace or blank), value, optional ms timestamp.

@@ -492,3 +492,9 @@ def test_large_range_query_fast_path_matches_the_standard_path() -> None:
     assert fast_rows == standard_frame.to_dicts()
     assert fast_rows[-1]["ts_ns"] == 1_795_758_000_250_000_000 and fast_rows[-1]["field_id"] == 203
     assert fast_rows[1]["labels"] == {"gpu": "0", "Hostname": "node-2", "UUID": "GPU-0"}
+
+
+def test_sniff_leaves_prose_about_dcgm_alone() -> None:
+    # Documentation that quotes `dcgmi dmon` and `#Entity` inside sentences is not dmon output.
+    assert PARSER.sniff((DCGM / "SOURCES.md").read_bytes()[:4096], "SOURCES.md") == NO_CLAIM
+    assert PARSER.sniff(b"root@gpu01:/# dcgmi dmon -e 1004\n# Entity  TENSO\n", "x.txt") == STRONG_CLAIM
