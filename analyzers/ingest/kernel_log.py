@@ -29,6 +29,7 @@ import datetime as _dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -231,13 +232,10 @@ _KIND_RULES: tuple[tuple[str, str], ...] = (
 
 
 def _kind_expr(msg: pl.Expr) -> pl.Expr:
-    expr: pl.Expr | None = None
-    chain = None
-    for kind, regex in _KIND_RULES:
-        cond = msg.str.contains(regex)
-        chain = pl.when(cond).then(pl.lit(kind)) if chain is None else chain.when(cond).then(pl.lit(kind))
-    assert chain is not None
-    expr = chain.otherwise(pl.lit("other"))
+    expr: pl.Expr = pl.lit("other")
+    # Built from the last rule backwards so the first rule that matches wins.
+    for kind, regex in reversed(_KIND_RULES):
+        expr = pl.when(msg.str.contains(regex)).then(pl.lit(kind)).otherwise(expr)
     return expr
 
 
@@ -769,8 +767,8 @@ def _anchor_uptime(env: pl.DataFrame, clock: _FileClock, rel: str) -> pl.DataFra
     last_boot = env["_boot"].max()
     need = pl.col("ts_ns").is_null() & pl.col("uptime_s").is_not_null()
     from_anchor = pl.col("_boot_ns") + (pl.col("uptime_s") * 1e9).cast(pl.Int64)
-    exprs_ts = pl.when(need & pl.col("_boot_ns").is_not_null()).then(from_anchor)
-    note = pl.when(need & pl.col("_boot_ns").is_not_null()).then(
+    exprs_ts: Any = pl.when(need & pl.col("_boot_ns").is_not_null()).then(from_anchor)
+    note: Any = pl.when(need & pl.col("_boot_ns").is_not_null()).then(
         pl.concat_str(
             [
                 pl.lit("wall = boot time anchored by line "),

@@ -142,9 +142,8 @@ def _expected_ts(line: str) -> int | None:
     m = re.match(r"^(?:kern\s*:\w+\s*: )?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d),(\d{6})([+-]\d\d):(\d\d) ", line)
     if m:
         base = _utc_ns(m.group(1), "%Y-%m-%dT%H:%M:%S") + int(m.group(2)) * 1000
-        return base - (int(m.group(3)) * 3600 + int(m.group(4)) * 60) * 1_000_000_000 * (
-            1 if m.group(3)[0] != "-" else 1
-        )
+        sign = -1 if m.group(3).startswith("-") else 1
+        return base - sign * (abs(int(m.group(3))) * 3600 + int(m.group(4)) * 60) * 1_000_000_000
     m = re.match(r"^\[(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\] ", line)
     if m:
         return _utc_ns(re.sub(r" +", " ", m.group(1)), "%a %b %d %H:%M:%S %Y")
