@@ -133,6 +133,8 @@ def _sniff(head: bytes, name: str) -> int:
     text = head.decode("utf-8", errors="replace")
     stripped = text.lstrip()
     lower = name.lower()
+    if lower.endswith((".md", ".markdown", ".rst", ".html", ".htm")) or "```" in text:
+        return NO_CLAIM  # documentation that quotes DCGM output is not DCGM output
     if _JSON_START.match(text):
         compact = re.sub(r"\s+", "", stripped[:4096])
         if '"resultType":' in compact or ('"status":"error"' in compact and '"errorType"' in compact):

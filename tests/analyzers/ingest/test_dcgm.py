@@ -498,3 +498,5 @@ def test_sniff_leaves_prose_about_dcgm_alone() -> None:
     # Documentation that quotes `dcgmi dmon` and `#Entity` inside sentences is not dmon output.
     assert PARSER.sniff((DCGM / "SOURCES.md").read_bytes()[:4096], "SOURCES.md") == NO_CLAIM
     assert PARSER.sniff(b"root@gpu01:/# dcgmi dmon -e 1004\n# Entity  TENSO\n", "x.txt") == STRONG_CLAIM
+    fenced = b'Notes\n```\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu="0"} 97\n```\n'
+    assert PARSER.sniff(fenced, "notes.txt") == NO_CLAIM
