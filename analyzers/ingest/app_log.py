@@ -880,6 +880,13 @@ def _attribute(rows: list[_Row], ctx: FileContext) -> None:
     host = file_host or ctx.host_hint
     single_pid = next(iter(nccl_pids)) if len(nccl_pids) == 1 else None
     launcher_kinds = ("teardown", "elastic_failure", "elastic_summary")
+    # A file whose own lines speak for several ranks (a torchrun log of all workers) is not one
+    # rank's log, whatever its name says ("run_rank2_stalled.log").
+    content_ranks = {
+        r.rank for r in rows if r.rank is not None and r.rank_source in ("log-prefix", "log-tag", "nccl-init")
+    }
+    if len(content_ranks) > 1 or len(nccl_pids) > 1:
+        file_rank = None
     for r in rows:
         if r.host is None:
             summary_host = r.attrs.get("summary_host")

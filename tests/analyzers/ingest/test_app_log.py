@@ -414,3 +414,11 @@ def test_other_wordings(line: str, want: dict[str, Any]) -> None:
     extra = attrs(row)
     for key, value in want.items():
         assert (row[key] if key in row else extra.get(key)) == value, key
+
+
+def test_multi_rank_log_does_not_take_the_rank_in_its_name() -> None:
+    text = (APP / "runlogs" / "torchrun_gloo_timeout20s_rank2_stalled.log").read_text() + "RuntimeError: late\n"
+    frame, _ = parse_text(text, "runlogs/torchrun_gloo_timeout20s_rank2_stalled.log")
+    sources = set(frame["attrs"].map.get("rank_source").drop_nulls().to_list())
+    assert "file-name" not in sources
+    assert frame.filter(pl.col("kind") == "exception")["rank"].to_list() == [0, 1, 3, None]
