@@ -296,6 +296,15 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
+# Kernel-log envelopes: raw dmesg, /dev/kmsg, dmesg -T, dmesg --time-format iso (comma before the
+# fraction), dmesg -x facility/level columns, syslog/journal lines with a ``kernel:`` tag.
+_KERNEL_ENVELOPE = re.compile(
+    r"^(?:<\d+>)?\[\s*\d+\.\d+\]|^\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]|"
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d+[+-]\d\d:\d\d |^\w+\s*:\w+\s*: |"
+    r"^\S+ +\d+ \d\d:\d\d:\d\d \S+ kernel:|^\S+ \S+ kernel:|^\d+,\d+,\d+,"
+)
+
+
 def sniff_text(head: bytes, name: str) -> int:
     """How strongly ``head`` looks like a job log: NCCL/torch markers claim, kernel envelopes don't."""
     if b"\x00" in head[:4096]:
@@ -307,15 +316,7 @@ def sniff_text(head: bytes, name: str) -> int:
     lines = [ln for ln in text.splitlines()[:60] if ln.strip()]
     if not lines:
         return NO_CLAIM
-    kernelish = sum(
-        1
-        for ln in lines
-        if re.match(
-            r"^(?:<\d+>)?\[\s*\d+\.\d+\]|^\S+ +\d+ \d\d:\d\d:\d\d \S+ kernel:|^\S+ \S+ kernel:|^\d+,\d+,\d+,",
-            ln,
-        )
-        or " kernel: " in ln
-    )
+    kernelish = sum(1 for ln in lines if _KERNEL_ENVELOPE.match(ln) or " kernel: " in ln)
     if kernelish * 2 >= len(lines):
         return NO_CLAIM
     markers = re.compile(

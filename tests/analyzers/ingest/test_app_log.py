@@ -417,8 +417,18 @@ def test_other_wordings(line: str, want: dict[str, Any]) -> None:
 
 
 def test_multi_rank_log_does_not_take_the_rank_in_its_name() -> None:
-    text = (APP / "runlogs" / "torchrun_gloo_timeout20s_rank2_stalled.log").read_text() + "RuntimeError: late\n"
+    text = (
+        APP / "runlogs" / "torchrun_gloo_timeout20s_rank2_stalled.log"
+    ).read_text() + "RuntimeError: late\n"
     frame, _ = parse_text(text, "runlogs/torchrun_gloo_timeout20s_rank2_stalled.log")
     sources = set(frame["attrs"].map.get("rank_source").drop_nulls().to_list())
     assert "file-name" not in sources
     assert frame.filter(pl.col("kind") == "exception")["rank"].to_list() == [0, 1, 3, None]
+
+
+def test_no_kernel_envelope_fixture_is_claimed() -> None:
+    parser = AppLogParser()
+    envelopes = sorted(p for p in (SAMPLES / "kernel_log" / "envelopes").iterdir() if p.is_file())
+    assert len(envelopes) >= 10
+    for path in envelopes:
+        assert parser.sniff(path.read_bytes()[:4096], path.name) == NO_CLAIM, path.name
