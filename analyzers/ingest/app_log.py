@@ -300,7 +300,7 @@ def _text(data: bytes) -> str:
 # fraction), dmesg -x facility/level columns, syslog/journal lines with a ``kernel:`` tag.
 _KERNEL_ENVELOPE = re.compile(
     r"^(?:<\d+>)?\[\s*\d+\.\d+\]|^\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]|"
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d+[+-]\d\d:\d\d |^\w+\s*:\w+\s*: |"
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d+[+-]\d\d:\d\d |^(?:kern|user|daemon|syslog|auth|local\d)\s*:\w+\s*: |"
     r"^\S+ +\d+ \d\d:\d\d:\d\d \S+ kernel:|^\S+ \S+ kernel:|^\d+,\d+,\d+,"
 )
 
