@@ -305,6 +305,17 @@ _KERNEL_ENVELOPE = re.compile(
 )
 
 
+# Lines only job logs contain (NCCL, PyTorch distributed, launcher, CUDA runtime messages).
+_SNIFF_MARKERS = re.compile(
+    r"^\s*\S+:\d+:\d+ \[\d+\] .*NCCL (?:INFO|WARN)|NCCL version \d|NCCL [Ee]rror|ProcessGroupNCCL|torch[./]distributed|"
+    r"^\[rank\d+\]:|Watchdog caught|CUDA out of memory|OutOfMemoryError|CUDA error:|ChildFailedError|torchrun|"
+    r"OMP_NUM_THREADS environment variable for each process|Traceback \(most recent call last\)|"
+    r"\[c10d|TCPStore|Fatal Python error|\*\*\* SIG[A-Z]+ received at time=|^PC: @ |didn't join collective|"
+    r"Root Cause \(first observed failure\)|^\s*exitcode\s*: -?\d+ \(pid: \d+\)|Signal \d+ \(SIG\w+\) received by PID|"
+    r"terminate called after throwing|c10_cuda_check|c10::"
+)
+
+
 def sniff_text(head: bytes, name: str) -> int:
     """How strongly ``head`` looks like a job log: NCCL/torch markers claim, kernel envelopes don't."""
     if b"\x00" in head[:4096]:
@@ -319,16 +330,12 @@ def sniff_text(head: bytes, name: str) -> int:
     kernelish = sum(1 for ln in lines if _KERNEL_ENVELOPE.match(ln) or " kernel: " in ln)
     if kernelish * 2 >= len(lines):
         return NO_CLAIM
-    markers = re.compile(
-        r"^\s*\S+:\d+:\d+ \[\d+\] .*NCCL (?:INFO|WARN)|NCCL version \d|ProcessGroupNCCL|torch\.distributed|"
-        r"^\[rank\d+\]:|Watchdog caught|CUDA out of memory|OutOfMemoryError|ChildFailedError|torchrun|"
-        r"OMP_NUM_THREADS environment variable for each process|Traceback \(most recent call last\)|"
-        r"\[c10d\]|TCPStore|Fatal Python error|NCCL error"
-    )
-    if any(markers.search(ln) for ln in lines):
+    if any(_SNIFF_MARKERS.search(ln) for ln in lines):
         return CLAIM
     lower = name.lower()
-    if lower.endswith((".log", ".out", ".err")) or "stdout" in lower or "stderr" in lower:
+    named = lower.endswith((".log", ".out", ".err")) or "stdout" in lower or "stderr" in lower
+    # Generic event shapes (a Python exception line, "host : …") alone are weak evidence.
+    if named or any(re.search(_MARKERS, ln) for ln in lines):
         return WEAK_CLAIM
     return NO_CLAIM
 

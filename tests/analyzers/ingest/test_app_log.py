@@ -432,3 +432,28 @@ def test_no_kernel_envelope_fixture_is_claimed() -> None:
     assert len(envelopes) >= 10
     for path in envelopes:
         assert parser.sniff(path.read_bytes()[:4096], path.name) == NO_CLAIM, path.name
+
+
+def test_every_tsv_line_alone_is_claimed_whatever_the_file_name() -> None:
+    parser = AppLogParser()
+    for row in TSV_ROWS:
+        assert parser.sniff((row["line"] + "\n").encode(), "line.txt") == CLAIM, row["line"]
+
+
+def test_tsv_lines_through_discovery_land_in_their_kinds(tmp_path: Path) -> None:
+    files = {f"node-x/line{i:02d}.txt": row["line"] + "\n" for i, row in enumerate(TSV_ROWS)}
+    result = ingest_serial(write_incident(tmp_path / "inc", files))
+    frame = result.tables.df("app_events")
+    assert result.summary.ledger("app_log").files_parsed == len(TSV_ROWS)
+    got = {r["source_file"]: r["kind"] for r in frame.select("source_file", "kind").to_dicts()}
+    for i, row in enumerate(TSV_ROWS):
+        assert got.get(f"node-x/line{i:02d}.txt") == expected_kind(row), row["line"]
+    assert set(frame["host"].drop_nulls()) <= {
+        "node-x",
+        "192-222-53-60",
+        "taurusi8030",
+        "hostname-test",
+        "H100-2",
+        "n122-164-108",
+        "shortk8snode10",
+    }
