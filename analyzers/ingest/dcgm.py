@@ -439,43 +439,32 @@ def _finish(
     for name in _IDENTITY_NAMES:
         if name not in series_frame.columns:
             series_frame = series_frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    frame = samples.with_columns(pl.col("series").cast(pl.Int64)).join(
-        series_frame.select("series", "kind", "metric"), on="series", how="left", maintain_order="left"
+    # Per-series facts reach the rows by gathering on the series number (no hash joins).
+    series_col = samples.get_column("series").cast(pl.Int64)
+    frame = samples.with_columns(
+        series_col,
+        series_frame.get_column("kind").gather(series_col).alias("kind"),
+        series_frame.get_column("metric").gather(series_col).alias("metric"),
     )
     frame = _classify_values(frame)
     frame = _count_rejects(frame, out, ctx.rel)
     if frame.height == 0:
         return None
-    frame = frame.select("series", "source_line", "ts_ns", "ts_origin", "value", "scrape").join(
-        series_frame.drop("kind"), on="series", how="left", maintain_order="left"
-    )
     series_index = frame.get_column("series").to_arrow()
-    labels = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
-    columns = frame.select(
+    gathered = series_frame.drop("kind", "series").to_arrow().take(series_index)
+    own = frame.select(
         pl.lit(ctx.rel, dtype=pl.String).alias("source_file"),
         "source_line",
-        "host",
         "ts_ns",
         "ts_origin",
-        "gpu_index",
-        "pci_bus_id",
-        "gpu_uuid",
-        "device",
-        "model_name",
-        "mig_instance",
-        "mig_profile",
-        "pod",
-        "namespace",
-        "container",
-        "hpc_job",
-        "field",
-        "field_id",
         "value",
-        "metric",
-        "metric_type",
         "scrape",
     ).to_arrow()
-    return columns.append_column("labels", labels)
+    labels = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
+    columns = {name: own.column(name) for name in own.column_names}
+    columns.update({name: gathered.column(name) for name in gathered.column_names})
+    columns["labels"] = labels
+    return pa.table(columns)
 
 
 # ================================================================================================
