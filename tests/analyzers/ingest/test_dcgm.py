@@ -500,3 +500,38 @@ def test_sniff_leaves_prose_about_dcgm_alone() -> None:
     assert PARSER.sniff(b"root@gpu01:/# dcgmi dmon -e 1004\n# Entity  TENSO\n", "x.txt") == STRONG_CLAIM
     fenced = b'Notes\n```\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu="0"} 97\n```\n'
     assert PARSER.sniff(fenced, "notes.txt") == NO_CLAIM
+
+
+def test_dmon_mig_children_take_their_parent_gpu() -> None:
+    text = "#Entity    FBUSD\nID\nGPU 0      70000\nGPU-I 3    5120\nGPU 1      100\n"
+    rows, _ = parse_bytes(text.encode(), "dmon.txt", host_hint="node-5")
+    assert [(r["gpu_index"], r["mig_instance"], r["field_id"], r["value"]) for r in rows] == [
+        (0, None, 252, 70000.0),
+        (0, "3", 252, 5120.0),
+        (1, None, 252, 100.0),
+    ]
+
+
+def test_nvlink_template_labels_and_crlf_lines() -> None:
+    text = (
+        "# scraped at 2026-11-27T05:40:00Z\r\n"
+        "# TYPE DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL counter\r\n"
+        'DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL{nvlink="3",gpu="1",gpu_uuid="GPU-1",'
+        'pci_bus_id="00000000:2A:00.0",model_name="NVIDIA H100 80GB HBM3",hostname="node-1"} 12\r\n'
+    )
+    rows, out = parse_bytes(text.encode(), "nvlink.prom")
+    assert not out.problems and not out.rejected
+    (row,) = rows
+    assert (row["field_id"], row["value"], row["metric_type"], row["ts_origin"]) == (
+        409,
+        12.0,
+        "counter",
+        "comment",
+    )
+    assert (row["gpu_uuid"], row["model_name"], row["pci_bus_id"], row["host"]) == (
+        "GPU-1",
+        "NVIDIA H100 80GB HBM3",
+        "0000:2a:00.0",
+        "node-1",
+    )
+    assert row["labels"]["nvlink"] == "3"
