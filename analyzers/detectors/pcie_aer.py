@@ -62,13 +62,26 @@ def detect(tables: Tables) -> list[Verdict]:
     if replay.height:
         replay = replay.filter(replay["delta"] >= REPLAY_STORM)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    # A port's "error received: <device>" names the device its following detail lines are about.
+    source_of = {
+        (r.get("host"), r["attrs"].get("reporter")): r.get("pci_bus_id")
+        for r in rows_all
+        if r["attrs"].get("aer_event") == "received" and r.get("pci_bus_id") != r["attrs"].get("reporter")
+    }
     for row in rows_all:
-        port = row["attrs"].get("reporter") or row.get("pci_bus_id") or ""
-        groups.setdefault((str(row.get("host") or ""), str(port)), []).append(row)
+        # One group per device: the port's "error received" line and the device's detail lines.
+        reporter = row["attrs"].get("reporter")
+        device_key = row.get("pci_bus_id") or reporter or ""
+        if device_key == reporter:
+            device_key = source_of.get((row.get("host"), reporter)) or device_key
+        groups.setdefault((str(row.get("host") or ""), str(device_key)), []).append(row)
     covered: set[tuple[str | None, str | None]] = set()
-    for (host, port), rows in sorted(groups.items()):
+    for (host, device_key), rows in sorted(groups.items()):
         rows.sort(key=order_key)
-        host_v, port_v = host or None, port or None
+        reporters = [
+            str(r["attrs"]["reporter"]) for r in rows if r["attrs"].get("reporter") not in (None, device_key)
+        ]
+        host_v, port_v = host or None, (reporters[0] if reporters else device_key) or None
         fatal = [
             r
             for r in rows
@@ -265,7 +278,7 @@ def _verdict(
         title=f"{what} at {port or '?'} on {host or '?'}"
         + (f" (device {device})" if device and device != port else ""),
         severity=severity,
-        key=f"host={host or '?'} port={port or '?'}",
+        key=f"host={host or '?'} port={port or '?'} device={device or '?'}",
         confidence=confidence,
         culprit=Culprit(
             ranks=[ctx.rank] if ctx.rank is not None else [],
