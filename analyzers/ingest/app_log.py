@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -939,9 +938,9 @@ def _attribute(rows: list[_Row], ctx: FileContext) -> None:
 
 def _timestamps(rows: list[_Row], ctx: FileContext) -> None:
     """ts_text / ts_ns / ts_assumption from the line's own stamp."""
-    spec = ctx.manifest.host(rows[0].host if rows else None) if rows else None
+    hinted = ctx.manifest.host(ctx.host_hint)
     for r in rows:
-        host_spec = ctx.manifest.host(r.host) or spec
+        host_spec = ctx.manifest.host(r.host) or hinted
         zone_name = host_spec.timezone if host_spec else None
         tz = tzinfo_for(zone_name) or _dt.UTC
         assumptions: list[str] = []
@@ -951,19 +950,14 @@ def _timestamps(rows: list[_Row], ctx: FileContext) -> None:
         extra_ns = 0  # glog stamps print nanoseconds; datetime keeps microseconds
         stamp = r.attrs.pop("_stamp", None)
         if stamp is not None and (m := _ISO.match(stamp)):
-            frac = (m.group("f") or "0")[:6].ljust(6, "0")
-            when = _dt.datetime.fromisoformat(f"{m.group('date')}T{m.group('time')}.{frac}")
+            when = _iso(m.group("date"), m.group("time"), m.group("f"))
             zone = m.group("z")
             r.ts_text, assumptions = stamp, []
             tz = _dt.UTC if zone in (None, "Z", "UTC") else (tzinfo_for(zone) or _dt.UTC)
         elif r.ts_text and (m := _EF_TIME_VALUE.match(r.ts_text)):
-            when = _dt.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}")
+            when = _iso(m.group(1), m.group(2), None)
         elif m := _ISO.match(r.message):
-            frac = (m.group("f") or "0")[:6].ljust(6, "0")
-            try:
-                when = _dt.datetime.fromisoformat(f"{m.group('date')}T{m.group('time')}.{frac}")
-            except ValueError:
-                when = None
+            when = _iso(m.group("date"), m.group("time"), m.group("f"))
             r.ts_text = m.group(0).strip().lstrip("[")
             zone = m.group("z")
             if zone and when is not None:
@@ -996,6 +990,15 @@ def _timestamps(rows: list[_Row], ctx: FileContext) -> None:
         r.attrs["_ts"] = str(ts_ns + extra_ns)
         if assumptions:
             r.attrs["ts_assumption"] = "; ".join(assumptions)
+
+
+def _iso(date: str, time: str, fraction: str | None) -> _dt.datetime | None:
+    """A naive datetime from stamp parts; ``None`` for an impossible date (never raises)."""
+    frac = (fraction or "0")[:6].ljust(6, "0")
+    try:
+        return _dt.datetime.fromisoformat(f"{date}T{time}.{frac}")
+    except ValueError:
+        return None
 
 
 def _year(ctx: FileContext) -> tuple[int | None, str]:
@@ -1044,8 +1047,3 @@ def _to_table(ctx: FileContext, rows: list[_Row]) -> pa.Table:
             "attrs": [sorted(r.attrs.items()) for r in rows],
         },
     )
-
-
-def iter_kinds() -> Iterator[str]:
-    """Every kind this parser writes (documentation and tests)."""
-    yield from SEVERITY

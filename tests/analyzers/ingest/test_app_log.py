@@ -457,3 +457,11 @@ def test_tsv_lines_through_discovery_land_in_their_kinds(tmp_path: Path) -> None
         "n122-164-108",
         "shortk8snode10",
     }
+
+
+def test_impossible_stamps_give_null_times_not_a_lost_file() -> None:
+    text = "2026-13-45T99:00:00Z [rank0]: RuntimeError: boom\n[2026-02-30 10:00:00,000] torch.distributed.DistStoreError: Timed out\n"
+    frame, out = parse_text(text)
+    assert out.records == 2 and not out.problems
+    assert frame["kind"].to_list() == ["exception", "rendezvous_failure"]
+    assert frame["ts_ns"].to_list() == [None, None]
