@@ -167,11 +167,18 @@ def _build(tables: Tables) -> FrView:
             _done_expr().alias("done"),
             _sizes_hash("input_sizes", a2a | op.is_in(list(SCATTER_OPS))).alias("_in_h"),
             _sizes_hash("output_sizes", a2a | op.is_in(list(GATHER_OPS))).alias("_out_h"),
-            pl.when(pl.col("input_dtypes").list.len() > 0)
+            # Empty tensors (non-root gather/scatter: [] or [""]) carry no dtype to compare.
+            pl.when(
+                ~op.is_in(list(SCATTER_OPS))
+                & (pl.col("input_dtypes").list.eval(pl.element().filter(pl.element() != "")).list.len() > 0)
+            )
             .then(pl.col("input_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_in_dt"),
-            pl.when(pl.col("output_dtypes").list.len() > 0)
+            pl.when(
+                ~op.is_in(list(GATHER_OPS))
+                & (pl.col("output_dtypes").list.eval(pl.element().filter(pl.element() != "")).list.len() > 0)
+            )
             .then(pl.col("output_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_out_dt"),

@@ -75,7 +75,7 @@ def detect(tables: Tables) -> list[Verdict]:
         versions across ranks fold coalesced groups differently.
     """
     view = fr_view(tables)
-    if view is None or view.calls.height == 0:
+    if view is None or view.entries.height == 0:
         return []
     findings = _shape_findings(view) + _call_site_findings(view) + _p2p_findings(view)
     by_group: dict[str, list[Finding]] = {}

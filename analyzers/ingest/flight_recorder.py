@@ -246,6 +246,14 @@ def _version(raw: Any) -> tuple[str, tuple[int, int] | None]:
     return text, (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def _fr_name(name: str) -> bool:
+    lowered = name.rsplit("/", 1)[-1].lower()
+    return any(
+        marker in lowered
+        for marker in ("trace_rank", "fr_trace", "nccl_trace", "flight_recorder", "comm_lib_trace")
+    )
+
+
 def _looks_fr_json(head: bytes) -> bool:
     text = head.lstrip()[:1]
     if text not in (b"{", b"["):
@@ -276,6 +284,10 @@ class FlightRecorderParser(SourceParser):
                 if hits == 1:
                     return CLAIM
                 return NO_CLAIM
+            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and _fr_name(name):
+                # A pickle under a flight-recorder file name that does not look like a dump: claim
+                # it so the restricted loader reports it (refused or unreadable) instead of skipping.
+                return CLAIM
             if _looks_fr_json(head[:1024]):
                 text = head[:1024].decode("utf-8", "replace")
                 found = sum(1 for name in _JSON_KEYS if name in text)
@@ -421,6 +433,7 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     """Column arrays of one dump's entries, built one column at a time (no per-entry dicts)."""
     damaged = 0
     cols: dict[str, Any] = {}
+
     # Fast path: torch writes every entry with the same keys in the same order, so the columns
     # are one transpose of the entries' values (one C-level zip instead of a get per field).
     # One list comprehension of dict.get per field: measured faster than transposing the entries
@@ -501,7 +514,9 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     codes = [name_codes.setdefault(n, len(name_codes)) for n in values_of("profiling_name")]
     split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in name_codes]
     index = pa.array(codes, type=pa.int32())
-    cols["profiling_name"] = pa.array([n if isinstance(n, str) else None for n in name_codes], type=pa.string()).take(index)
+    cols["profiling_name"] = pa.array(
+        [n if isinstance(n, str) else None for n in name_codes], type=pa.string()
+    ).take(index)
     cols["backend"] = pa.array([p[0] or None for p in split], type=pa.string()).take(index)
     ops = pa.array([p[1] or None for p in split], type=pa.string()).take(index)
     cols["op"] = ops
@@ -737,7 +752,9 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         # One vectorised pass over every dump (cheaper than per file: fixed costs paid once).
         entries = entries.with_columns(
             pl.when(pl.col("input_sizes").is_not_null()).then(numel_expr("input_sizes")).alias("input_numel"),
-            pl.when(pl.col("output_sizes").is_not_null()).then(numel_expr("output_sizes")).alias("output_numel"),
+            pl.when(pl.col("output_sizes").is_not_null())
+            .then(numel_expr("output_sizes"))
+            .alias("output_numel"),
         )
     status = with_rank(status)
     config = (

@@ -51,7 +51,7 @@ def loads(data: bytes, max_bytes: int = MAX_PICKLE_BYTES) -> Any:
         raise ValueError(f"pickle of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     # A buffered reader sized to the data lets the C unpickler prefetch (peek) the whole input
     # instead of calling read() per opcode: 2-3x faster than a bare BytesIO.
-    stream = io.BufferedReader(io.BytesIO(data), buffer_size=max(len(data), 8192))  # type: ignore[arg-type]
+    stream = io.BufferedReader(io.BytesIO(data), buffer_size=max(len(data), 8192))
     return PlainUnpickler(stream).load()
 
 

@@ -135,7 +135,16 @@ class Job:
             st.entries.append(entry)
             st.record += 1
 
-    def p2p(self, op: str, rank: int, peer_local: int | None, own_local: int, group: str = "0", size: int = 16, state: str = "completed") -> None:
+    def p2p(
+        self,
+        op: str,
+        rank: int,
+        peer_local: int | None,
+        own_local: int,
+        group: str = "0",
+        size: int = 16,
+        state: str = "completed",
+    ) -> None:
         """Enqueue a send/recv on ``rank`` (names use group-local ranks: ``send 1->0``, ``recv 0<-?``)."""
         st = self.ranks[rank]
         st.p2p[group] = st.p2p.get(group, 0) + 1
@@ -241,6 +250,16 @@ def to_json(dump: dict[str, Any]) -> str:
         out["entries"] = entries
     else:
         out.pop("entries", None)
-    out["pg_status"] = {k: {kk: str(vv) for kk, vv in v.items()} for k, v in dump.get("pg_status", {}).items()}
+    out["pg_status"] = {
+        k: {kk: str(vv) for kk, vv in v.items()} for k, v in dump.get("pg_status", {}).items()
+    }
     out["nccl_comm_state"] = {}
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+def job_tables(job: Job, root: Path, **write: Any) -> Any:
+    """Write ``job``'s dumps under ``root`` and ingest them (serially): the incident's ``Tables``."""
+    from tests.helpers.incident import ingest_serial
+
+    job.write(root, **write)
+    return ingest_serial(root).tables

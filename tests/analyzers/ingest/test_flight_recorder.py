@@ -1,0 +1,272 @@
+"""Flight-recorder ingest: real gloo samples (pickle, JSON, fixed pg_config) and synthetic variants."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fr_dumps import Job, to_json
+from tests.helpers.incident import ingest_serial, write_incident
+from tests.helpers.paths import SAMPLES
+from tracecore.analyzers.ingest.base import NO_CLAIM, STRONG_CLAIM
+from tracecore.analyzers.ingest.flight_recorder import (
+    FlightRecorderParser,
+    group_key,
+    parse_ranks,
+    rank_from_name,
+    split_profiling_name,
+)
+
+FR = SAMPLES / "flight_recorder"
+
+
+def _groups(result) -> dict[str, tuple[list[int], str]]:  # type: ignore[no-untyped-def]
+    table = result.tables.df("fr_groups")
+    return {
+        k: (list(r), s) for k, r, s in table.select("group_key", "ranks", "membership_source").iter_rows()
+    }
+
+
+@pytest.mark.parametrize("variant", ["pickle", "json", "pickle_pgfixed"])
+def test_healthy_sample_every_variant(variant: str) -> None:
+    result = ingest_serial(FR / "healthy" / variant)
+    entries = result.tables.df("fr_entries")
+    assert entries.height == 4 * 18
+    assert sorted(entries["rank"].unique().to_list()) == [0, 1, 2, 3]
+    groups = _groups(result)
+    source = "config" if variant == "pickle_pgfixed" else "inferred"
+    assert groups == {
+        "0[0-3]": ([0, 1, 2, 3], source),
+        "1[0-1]": ([0, 1], source),
+        "2[2-3]": ([2, 3], source),
+        "3[0,2]": ([0, 2], source),
+        "4[1,3]": ([1, 3], source),
+    }
+    assert entries["group_key"].null_count() == 0
+    first = entries.filter((entries["rank"] == 0) & (entries["record_id"] == 1)).row(0, named=True)
+    assert first["profiling_name"] == "gloo:all_gather"
+    assert (first["backend"], first["op"]) == ("gloo", "all_gather")
+    assert first["input_sizes"] == [[8]] and first["output_sizes"] == [[2, 8]]
+    assert (first["input_numel"], first["output_numel"]) == (8, 16)
+    assert first["time_started_ns"] is None and first["time_completed_ns"] is None  # JSON writes 0
+    assert first["retired"] is True and first["state"] == "scheduled"
+    assert first["dump_version"] == "2.10"
+    assert first["source_line"] == 2
+    if variant == "json":
+        assert first["frames"] is None and first["dump_format"] == "json"
+    else:
+        assert first["frames"][0] == {
+            "name": "all_gather_single",
+            "filename": "torch/distributed/distributed_c10d.py",
+            "line": 4387,
+        }
+        assert first["call_site"].startswith("gen_real_fr.py:")
+    status = result.tables.df("fr_status").filter(pl_rank(result, 0))
+    assert status.sort("pg_id")["last_completed"].to_list()[0] == 12
+
+
+def pl_rank(result, rank: int):  # type: ignore[no-untyped-def]
+    """Filter expression: rows of one rank."""
+    import polars as pl
+
+    return pl.col("rank") == rank
+
+
+def test_problems_of_real_samples_are_only_notes() -> None:
+    result = ingest_serial(FR / "missing_rank_hang" / "pickle")
+    assert [p for p in result.summary.problems if not p.problem.startswith("info")] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "rank", "host"),
+    [
+        ("comm_lib_trace_rank_3", 3, None),
+        ("node-1/fr/nccl_trace_rank_12", 12, None),
+        ("dumps/comm_lib_trace_rank_7.json", 7, None),
+        ("nccl_trace_rank_container-node02_5", 5, "container-node02"),
+        ("traces/rank4/latest_dump", 4, None),
+        ("fr_dump_latest", None, None),
+        ("trace_9.json.gz", 9, None),
+    ],
+)
+def test_rank_from_name(name: str, rank: int | None, host: str | None) -> None:
+    assert rank_from_name(name) == (rank, host)
+
+
+def test_small_helpers() -> None:
+    assert parse_ranks("[0, 1, 2, 3]") == [0, 1, 2, 3]
+    assert parse_ranks("[]") == []
+    assert parse_ranks("[0, __import__('os')]") is None
+    assert group_key("0", [3, 0, 1, 2]) == "0[0-3]"
+    assert group_key("7", range(0, 1024, 8)).startswith("7[128r#")
+    assert split_profiling_name("nccl:send 1->0") == ("nccl", "send", 1, 0)
+    assert split_profiling_name("nccl:recv 0<-1") == ("nccl", "recv", 0, 1)
+    assert split_profiling_name("gloo:recv 1<-?") == ("gloo", "recv", 1, None)
+    assert split_profiling_name("nccl2:all_reduce") == ("nccl2", "all_reduce", None, None)
+    assert split_profiling_name("hccl:ALLGATHER_coalesced") == ("hccl", "ALLGATHER_coalesced", None, None)
+
+
+def test_hostname_bearing_names(tmp_path: Path) -> None:
+    job = Job(world=2)
+    job.collective("all_reduce")
+    files = {
+        f"nccl_trace_rank_container-node0{r}_{r}": pickle.dumps(job.dump(r), protocol=2) for r in range(2)
+    }
+    result = ingest_serial(write_incident(tmp_path / "inc", files))
+    rows = result.tables.df("fr_entries").select("rank", "host").unique().sort("rank").rows()
+    assert rows == [(0, "container-node00"), (1, "container-node01")]
+
+
+def test_duplicate_rank_is_a_problem_and_one_is_kept(tmp_path: Path) -> None:
+    job = Job(world=2)
+    job.collective("all_reduce")
+    files = {
+        "pickle/comm_lib_trace_rank_1": pickle.dumps(job.dump(1), protocol=2),
+        "json/comm_lib_trace_rank_1.json": to_json(job.dump(1)),
+        "pickle/comm_lib_trace_rank_0": pickle.dumps(job.dump(0), protocol=2),
+    }
+    result = ingest_serial(write_incident(tmp_path / "inc", files))
+    problems = [p for p in result.summary.problems if "two dumps claim rank 1" in p.problem]
+    assert len(problems) == 1
+    assert problems[0].file == "json/comm_lib_trace_rank_1.json"
+    assert "kept pickle/comm_lib_trace_rank_1" in problems[0].problem
+    entries = result.tables.df("fr_entries")
+    assert sorted(entries["source_file"].unique().to_list()) == [
+        "pickle/comm_lib_trace_rank_0",
+        "pickle/comm_lib_trace_rank_1",
+    ]
+
+
+def test_newer_version_noted_and_parsed(tmp_path: Path) -> None:
+    job = Job(world=1, version="2.11")
+    job.collective("all_reduce")
+    dump = job.dump(0)
+    dump["entries"][0]["some_future_field"] = {"x": 1}
+    dump["nccl_version"] = "2.21.5"
+    del dump["comm_lib_version"]
+    result = ingest_serial(
+        write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)})
+    )
+    assert any("2.11 is newer" in p.problem for p in result.summary.problems)
+    row = result.tables.df("fr_entries").row(0, named=True)
+    assert row["dump_version"] == "2.11" and row["comm_lib_version"] == "2.21.5"
+
+
+def test_bare_list_pre_2024(tmp_path: Path) -> None:
+    entries = [
+        {
+            "pg_id": 0,
+            "seq_id": s,
+            "profiling_name": "nccl:all_reduce",
+            "sizes": [[4, 4]],
+            "state": "completed",
+            "frames": [],
+        }
+        for s in (1, 2, 3)
+    ]
+    result = ingest_serial(
+        write_incident(tmp_path / "inc", {"nccl_trace_rank_0": pickle.dumps(entries, protocol=2)})
+    )
+    table = result.tables.df("fr_entries")
+    assert table["collective_seq_id"].to_list() == [1, 2, 3]
+    assert table["input_sizes"].to_list() == [[[4, 4]]] * 3
+    assert table["pg_name"].to_list() == ["0"] * 3
+    assert table["dump_version"].to_list() == [""] * 3
+
+
+def test_every_entry_field_optional(tmp_path: Path) -> None:
+    dump = {"version": "2.10", "entries": [{"profiling_name": "xccl:all_reduce"}, {}]}
+    result = ingest_serial(
+        write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)})
+    )
+    table = result.tables.df("fr_entries")
+    assert table.height == 2
+    assert table["backend"].to_list() == ["xccl", None]
+    assert table["record_id"].to_list() == [None, None]
+    assert [p for p in result.summary.problems if not p.problem.startswith("info")] == []
+
+
+def test_wrong_types_are_counted_not_fatal(tmp_path: Path) -> None:
+    job = Job(world=1)
+    job.collective("all_reduce")
+    job.collective("all_reduce")
+    dump = job.dump(0)
+    dump["entries"][0]["record_id"] = "seven"
+    dump["entries"].append("not an entry")
+    result = ingest_serial(
+        write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)})
+    )
+    table = result.tables.df("fr_entries")
+    assert table["record_id"].to_list() == [None, 1]
+    ledger = next(s for s in result.summary.sources if s.source == "flight_recorder")
+    assert ledger.rejected_by_reason == {"entry-not-a-dict": 1, "field-type": 1}
+
+
+def test_truncated_pickle_reports_a_problem(tmp_path: Path) -> None:
+    data = (FR / "healthy" / "pickle" / "comm_lib_trace_rank_0").read_bytes()
+    good = (FR / "healthy" / "pickle" / "comm_lib_trace_rank_1").read_bytes()
+    result = ingest_serial(
+        write_incident(
+            tmp_path / "inc", {"comm_lib_trace_rank_0": data[: len(data) // 2], "comm_lib_trace_rank_1": good}
+        )
+    )
+    problems = [p.problem for p in result.summary.problems if p.file == "comm_lib_trace_rank_0"]
+    assert len(problems) == 1 and "unreadable" in problems[0]
+    assert result.tables.df("fr_entries")["rank"].unique().to_list() == [1]
+
+
+def test_rank_from_content_when_name_has_none(tmp_path: Path) -> None:
+    job = Job(world=4)
+    job.group("1", "tp", [0, 1])
+    job.group("2", "tp", [2, 3])
+    job.group("3", "dp", [0, 2])
+    job.group("4", "dp", [1, 3])
+    for name in ("0", "1", "2", "3", "4"):
+        job.collective("all_reduce", group=name)
+    files = {f"comm_lib_trace_rank_{r}": pickle.dumps(job.dump(r), protocol=2) for r in (0, 1, 3)}
+    files["latest/fr_dump"] = pickle.dumps(job.dump(2), protocol=2)  # TORCH_FR_DUMP_DYNAMIC_FILE_NAME
+    result = ingest_serial(write_incident(tmp_path / "inc", files))
+    ranks = dict(result.tables.df("fr_entries").select("source_file", "rank").unique().rows())
+    assert ranks["latest/fr_dump"] == 2
+    assert any("rank 2 decided from the dump's process groups" in p.problem for p in result.summary.problems)
+
+
+def test_split_groups_reusing_a_name_stay_distinct(tmp_path: Path) -> None:
+    # torchfrtrace E2E case 16: sub-PG "1" is [0] on rank 0 and [1] on rank 1.
+    dumps = {}
+    for rank in (0, 1):
+        job = Job(world=2, version="2.8")
+        job.group("1", "sub", [rank])
+        job.collective("all_reduce")
+        job.collective("all_reduce", ranks=[rank], group="1")
+        dumps[f"comm_lib_trace_rank_{rank}"] = pickle.dumps(job.dump(rank), protocol=2)
+    result = ingest_serial(write_incident(tmp_path / "inc", dumps))
+    assert set(_groups(result)) == {"0[0-1]", "1[0]", "1[1]"}
+
+
+def test_broken_gloo_config_membership_inferred_with_missing_dump() -> None:
+    # Real capture: rank 2 died without a dump; the default group still spans ranks 0-3.
+    from tests.helpers.paths import CAPTURES
+
+    result = ingest_serial(CAPTURES / "fr" / "dead_rank_no_dump_ws4_r2" / "pickle")
+    table = result.tables.df("fr_groups").row(0, named=True)
+    assert (table["group_key"], table["ranks"], table["dumped_ranks"], table["membership_source"]) == (
+        "0[0-3]",
+        [0, 1, 2, 3],
+        [0, 1, 3],
+        "inferred",
+    )
+
+
+def test_sniff() -> None:
+    parser = FlightRecorderParser()
+    pickled = (FR / "healthy" / "pickle" / "comm_lib_trace_rank_0").read_bytes()[:4096]
+    js = (FR / "healthy" / "json" / "comm_lib_trace_rank_0.json").read_bytes()[:4096]
+    assert parser.sniff(pickled, "anything") == STRONG_CLAIM
+    assert parser.sniff(js, "x.json") == STRONG_CLAIM
+    assert parser.sniff(json.dumps({"hello": 1}).encode(), "x.json") == NO_CLAIM
+    assert parser.sniff(pickle.dumps({"a": 1}, protocol=2), "model.bin") == NO_CLAIM
+    assert parser.sniff(b"\x80", "x") == NO_CLAIM
