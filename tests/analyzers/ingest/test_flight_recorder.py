@@ -270,3 +270,22 @@ def test_sniff() -> None:
     assert parser.sniff(json.dumps({"hello": 1}).encode(), "x.json") == NO_CLAIM
     assert parser.sniff(pickle.dumps({"a": 1}, protocol=2), "model.bin") == NO_CLAIM
     assert parser.sniff(b"\x80", "x") == NO_CLAIM
+
+
+def test_missing_directory_and_gc_state(tmp_path: Path) -> None:
+    # torchfrtrace loader test: a missing directory is a clear error; the GC state is restored.
+    import gc
+
+    from tracecore.analyzers.errors import IncidentInputError
+
+    with pytest.raises(IncidentInputError, match="no such file or directory"):
+        ingest_serial(tmp_path / "absent")
+    was = gc.isenabled()
+    ingest_serial(FR / "healthy" / "json")
+    assert gc.isenabled() == was
+    gc.disable()
+    try:
+        ingest_serial(FR / "healthy" / "json")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
