@@ -365,5 +365,12 @@ def _summary(root: _Node) -> str:
         if node.pattern == "watchdog-timeout" and node.verdict.affected.ranks:
             parts.append(f"the watchdog then fired on ranks {ranks_text(node.verdict.affected.ranks)}")
         elif node.pattern != "watchdog-timeout":
-            parts.append(node.verdict.title.rstrip("."))
+            parts.append(_lower_first(node.verdict.title.rstrip(".")))
     return "; ".join(parts)
+
+
+def _lower_first(text: str) -> str:
+    """``Collective hang: …`` → ``collective hang: …`` (acronyms such as ``GPU`` stay)."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text

@@ -56,7 +56,8 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
     for name in ("stacks", "app_events", "kernel_events"):
         if name in tables and tables[name].num_rows:
             tables[name] = _fill_rank_from_pid(name, tables[name], manifest)
-    tables["identity"] = build_identity(Tables(tables), manifest)
+    tables["identity"], identity_problems = build_identity(Tables(tables), manifest)
+    problems.extend(identity_problems)
     summary = replace(result.summary, problems=problems)
     return replace(result, tables=Tables(tables), notes=notes, summary=summary)
 
@@ -83,15 +84,35 @@ def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Ta
     return conform(name, merged.to_arrow())
 
 
-def build_identity(tables: Tables, manifest: Manifest) -> pa.Table:
-    """One row per rank (and per GPU named without a rank) from every source that states a fact."""
-    rows: dict[int, dict[str, object]] = {}
+def build_identity(tables: Tables, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
+    """One row per rank (and per GPU named without a rank) from every source that states a fact.
 
-    def fact(rank: int, source: str, **values: object) -> None:
+    Facts stated by content (the manifest, NCCL init lines, DCGM labels) are strong: two strong
+    sources that disagree are reported as a problem, the first one listed is kept. Facts suggested
+    only by a file's location (FR and py-spy hosts) are weak: they fill gaps and never conflict.
+    The conventional "GPU index = local rank" is used only as a recorded assumption.
+    """
+    rows: dict[int, dict[str, object]] = {}
+    origin: dict[tuple[int, str], tuple[object, str, bool]] = {}
+    problems: list[Problem] = []
+
+    def fact(rank: int, source: str, strong: bool, **values: object) -> None:
         row = rows.setdefault(rank, {"rank": rank, "sources": [], "assumptions": []})
         for key, value in values.items():
-            if value is not None and row.get(key) is None:
+            if value is None:
+                continue
+            known = origin.get((rank, key))
+            if known is None or (strong and not known[2]):
                 row[key] = value
+                origin[(rank, key)] = (value, source, strong)
+            elif strong and known[2] and known[0] != value:
+                problems.append(
+                    Problem(
+                        "(identity)",
+                        None,
+                        f"rank {rank} {key}: {known[0]} ({known[1]}) vs {value} ({source}); kept the first",
+                    )
+                )
         sources = row["sources"]
         assert isinstance(sources, list)
         if source not in sources:
@@ -101,6 +122,7 @@ def build_identity(tables: Tables, manifest: Manifest) -> pa.Table:
         fact(
             spec.rank,
             f"manifest:{manifest.source_file}",
+            True,
             host=spec.host,
             local_rank=spec.local_rank,
             gpu_index=spec.gpu,
@@ -108,43 +130,105 @@ def build_identity(tables: Tables, manifest: Manifest) -> pa.Table:
             pid=spec.pid,
             nic=spec.nic,
         )
-    if tables.has("fr_entries"):
-        fr = tables.df("fr_entries").select("rank", "host", "source_file").unique(subset="rank").sort("rank")
-        for rank, host, source_file in fr.iter_rows():
-            if rank is not None:
-                fact(rank, f"flight_recorder:{source_file}", host=host)
-    if tables.has("stacks"):
-        stacks = (
-            tables.df("stacks")
-            .filter(pl.col("rank").is_not_null())
-            .select("rank", "host", "pid", "local_rank", "source_file")
-            .unique(subset="rank", keep="first")
-            .sort("rank")
-        )
-        for rank, host, pid, local_rank, source_file in stacks.iter_rows():
-            fact(rank, f"pyspy:{source_file}", host=host, pid=pid, local_rank=local_rank)
     if tables.has("app_events"):
         init = (
             tables.df("app_events")
             .filter(pl.col("rank").is_not_null() & (pl.col("kind") == "nccl_init"))
             .select(
-                "rank", "host", "pid", "local_rank", "gpu_index", "pci_bus_id", "source_file", "source_line"
+                "rank",
+                "host",
+                "pid",
+                "local_rank",
+                "gpu_index",
+                "pci_bus_id",
+                "attrs",
+                "source_file",
+                "source_line",
             )
-            .unique(subset="rank", keep="first")
+            .unique(subset="rank", keep="first", maintain_order=True)
             .sort("rank")
         )
-        for rank, host, pid, local_rank, gpu_index, pci, source_file, line in init.iter_rows():
+        for rank, host, pid, local_rank, gpu_index, pci, attrs, source_file, line in init.iter_rows():
+            nic = dict(attrs or []).get("nic") if attrs else None
             fact(
                 rank,
                 f"app_log:{source_file}:{line}",
+                True,
                 host=host,
                 pid=pid,
                 local_rank=local_rank,
                 gpu_index=gpu_index,
                 pci_bus_id=pci,
+                nic=nic,
             )
+    if tables.has("fr_entries"):
+        fr = tables.df("fr_entries").select("rank", "host", "source_file").unique(subset="rank").sort("rank")
+        for rank, host, source_file in fr.iter_rows():
+            if rank is not None:
+                fact(rank, f"flight_recorder:{source_file}", False, host=host)
+    if tables.has("stacks"):
+        stacks = (
+            tables.df("stacks")
+            .filter(pl.col("rank").is_not_null())
+            .select("rank", "host", "pid", "local_rank", "source_file")
+            .unique(subset="rank", keep="first", maintain_order=True)
+            .sort("rank")
+        )
+        for rank, host, pid, local_rank, source_file in stacks.iter_rows():
+            fact(rank, f"pyspy:{source_file}", False, host=host, pid=pid, local_rank=local_rank)
+    gpus = _gpu_facts(tables)
+    _attach_gpus(rows, gpus)
     ordered = [rows[r] for r in sorted(rows)]
-    return conform("identity", {key: [row.get(key) for row in ordered] for key in _IDENTITY_KEYS})
+    claimed = {(r.get("host"), r.get("pci_bus_id")) for r in ordered}
+    for gpu in gpus:
+        if (gpu["host"], gpu["pci_bus_id"]) not in claimed and gpu["pci_bus_id"] is not None:
+            ordered.append({**gpu, "rank": None, "sources": [gpu["source"]], "assumptions": []})
+    table = conform("identity", {key: [row.get(key) for row in ordered] for key in _IDENTITY_KEYS})
+    return table, problems
+
+
+def _gpu_facts(tables: Tables) -> list[dict[str, object]]:
+    """GPUs named by DCGM labels (host, index, PCI id, UUID), one entry per GPU."""
+    if not tables.has("gpu_metrics"):
+        return []
+    frame = (
+        tables.df("gpu_metrics")
+        .filter(pl.col("gpu_index").is_not_null() & pl.col("mig_instance").is_null())
+        .select("host", "gpu_index", "pci_bus_id", "gpu_uuid", "source_file")
+        .unique(subset=["host", "gpu_index"], keep="first", maintain_order=True)
+        .sort("host", "gpu_index")
+    )
+    return [
+        {"host": h, "gpu_index": i, "pci_bus_id": p, "gpu_uuid": u, "source": f"dcgm:{f}"}
+        for h, i, p, u, f in frame.iter_rows()
+    ]
+
+
+def _attach_gpus(rows: dict[int, dict[str, object]], gpus: list[dict[str, object]]) -> None:
+    """Join DCGM GPU facts to ranks by PCI id, else by a stated GPU index, else by local rank (assumed)."""
+    by_pci = {(g["host"], g["pci_bus_id"]): g for g in gpus if g["pci_bus_id"] is not None}
+    by_index = {(g["host"], g["gpu_index"]): g for g in gpus}
+    for row in rows.values():
+        assumptions = row["assumptions"]
+        assert isinstance(assumptions, list)
+        gpu = by_pci.get((row.get("host"), row.get("pci_bus_id")))
+        if gpu is None and row.get("gpu_index") is not None:
+            gpu = by_index.get((row.get("host"), row.get("gpu_index")))
+        if gpu is None and row.get("gpu_index") is None and row.get("local_rank") is not None:
+            gpu = by_index.get((row.get("host"), row.get("local_rank")))
+            if gpu is not None:
+                assumptions.append(
+                    f"GPU index {row['local_rank']} taken from local rank {row['local_rank']} (convention; no source states it)"
+                )
+        if gpu is None:
+            continue
+        for key in ("gpu_index", "pci_bus_id", "gpu_uuid"):
+            if row.get(key) is None:
+                row[key] = gpu[key]
+        sources = row["sources"]
+        assert isinstance(sources, list)
+        if gpu["source"] not in sources:
+            sources.append(gpu["source"])
 
 
 _IDENTITY_KEYS = (
