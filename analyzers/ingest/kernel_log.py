@@ -1370,12 +1370,19 @@ def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
     key = pl.col("msg").hash()
     if rows["host"].n_unique() > 1:
         key = key ^ pl.col("host").fill_null("").hash()
-    rows = rows.sort("idx").with_columns(key.alias("_h"))
-    dup = rows["_h"].is_duplicated()
-    if not dup.any():
+    # Classified rows come before the other lines; each part is in line order, which is all the
+    # first-occurrence rule needs (a message is either classified or not, never both). Sorting
+    # the whole table would cost a full gather of every column.
+    hashes = rows.select(key).to_series()
+    first = hashes.is_first_distinct()
+    if first.all():
         return rows.with_columns(
             pl.lit(1, dtype=pl.Int64).alias("count"), pl.col("ts_ns").alias("last_ts_ns")
-        ).drop("_h")
+        )
+    # Only the repeated messages are grouped; the (usually many) unique lines pass straight through.
+    repeated = hashes.filter(~first).unique()
+    dup = hashes.is_in(repeated.implode())
+    rows = rows.with_columns(hashes.alias("_h"))
     stats = (
         rows.filter(dup)
         .group_by("_h")
@@ -1385,8 +1392,7 @@ def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
             pl.col("ts_ns").drop_nulls().last().alias("_last"),
         )
     )
-    kept = rows.filter(rows["_h"].is_first_distinct())
-    kept = kept.join(stats, on="_h", how="left", maintain_order="left")
+    kept = rows.filter(first).join(stats, on="_h", how="left", maintain_order="left")
     return kept.with_columns(
         pl.col("_n").fill_null(1).alias("count"),
         pl.coalesce("_first", "ts_ns").alias("ts_ns"),

@@ -116,7 +116,8 @@ def _parse(
     table = conform("kernel_events", out.tables["kernel_events"])
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    return frame, out
+    # Classified rows come first in the table; compare in line order.
+    return frame.sort("source_line"), out
 
 
 def _manifest(year: int = 2024, boot: str | None = None, host: str = HINT) -> Manifest:
