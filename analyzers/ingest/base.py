@@ -71,6 +71,9 @@ class SourceParser:
     source: ClassVar[str] = ""
     tables: ClassVar[tuple[str, ...]] = ()
     telemetry: ClassVar[SourceWire]
+    # True where two byte-identical files are two observations (snapshots taken at different
+    # times), so the duplicate-input check must keep both.
+    repeats_are_observations: ClassVar[bool] = False
 
     def sniff(self, head: bytes, name: str) -> int:
         """How strongly this parser claims a file, from its first bytes and its name (0 = not mine)."""

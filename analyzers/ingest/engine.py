@@ -273,6 +273,8 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     """
     by_size: dict[int, list[DiscoveredFile]] = {}
     for job in files:
+        if parser_for(job.source).repeats_are_observations:
+            continue  # two identical py-spy dumps taken apart mean "no progress", not a copy
         by_size.setdefault(job.size, []).append(job)
     duplicate_of: dict[str, str] = {}
     for group in by_size.values():

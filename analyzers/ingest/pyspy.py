@@ -165,6 +165,7 @@ class PySpyParser(SourceParser):
 
     source = "pyspy"
     tables = ("stacks",)
+    repeats_are_observations = True
     telemetry = SourceWire(component_id="pyspy", scope=__name__, reasons=REASONS)
 
     def sniff(self, head: bytes, name: str) -> int:

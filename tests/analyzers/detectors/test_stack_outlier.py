@@ -24,7 +24,7 @@ LOAD = [
 def test_sample_job_names_rank_2_in_load_batch() -> None:
     report = analyze_dir(INCIDENTS / "stacks-sample-input-stall-r2")
     [verdict] = [v for v in report.verdicts if v.pattern == "stack-outlier"]
-    assert verdict.title == "3 ranks wait in all_reduce; rank 2 is in load_batch (unchanged in 4 dumps)"
+    assert verdict.title == "3 ranks wait in all_reduce; rank 2 is in load_batch (unchanged in 5 dumps)"
     assert verdict.severity is Severity.ERROR
     assert verdict.culprit.ranks == [2] and verdict.culprit.pids == [7679]
     assert verdict.affected.ranks == [0, 1, 3]
