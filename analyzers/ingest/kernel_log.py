@@ -136,7 +136,8 @@ RE_CONT = (
     r"^\s*(?:Call Trace:|Call trace:|<TASK>|</TASK>|<IRQ>|</IRQ>|Tainted:|Hardware name:|Workqueue:|"
     r"RIP:|RSP:|RAX:|RDX:|RBP:|R10:|R13:|FS:|CS:|CR2:|Code:|Modules linked in:|"
     r"\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message|"
-    r"task:\S+\s+state:\S)"
+    r"task:\S+\s+state:\S|Not tainted |CPU: \d+ PID: \d+ Comm: |Mem-Info:|"
+    r"Tasks state \(memory values in pages\)|\[\s*pid\s*\]\s+uid\s+tgid|\[\s*\d+\]\s+\d+\s+\d+\s+\d+\s+\d+)"
 )
 RE_CONT_ANY = RE_CONT + "|" + RE_FRAME
 
@@ -147,7 +148,8 @@ RE_INTERESTING = "|".join(
         r"NVLink|nvlink|NVSwitch|nvswitch",
         r"AER|PCIe|pcieport|pciehp|Slot\(",
         r"mlx\d|ib_core|\bib\d|ibp\d|infiniband|NIC Link|[Cc]arrier|[Mm]odule event|Port: \d+ Link",
-        r"oom|Out of memory|Killed process",
+        r"oom|Out of memory|Killed process|killed as a result of limit|memory: usage|Memory cgroup|Tasks state|Mem-Info|\[\s*pid\s*\]",
+        r"[Nn]ot tainted|CPU: \d+ PID: \d+",
         r"blocked for more than|hung_task|state:\S|soft lockup|LOCKUP|detected stall|self-detected stall",
         r"segfault|general protection|traps:|Oops|BUG|panic",
         r"GSP",
@@ -196,7 +198,7 @@ _KIND_RULES: tuple[tuple[str, str], ...] = (
     ("mce", r"Hardware Error|Machine check|mce: |EDAC|\bMCE\b|GHES|APEI|[Hh]ardware error"),
     (
         "oom_kill",
-        r"invoked oom-killer|oom-kill:|Out of memory|Memory cgroup out of memory|oom_reaper|Killed process \d+|memory: usage \d+kB, limit",
+        r"invoked oom-killer|oom-kill:|Out of memory|Memory cgroup out of memory|oom_reaper|Killed process \d+|memory: usage \d+kB, limit|killed as a result of limit|Memory cgroup stats for",
     ),
     (
         "hung_task",
@@ -205,6 +207,12 @@ _KIND_RULES: tuple[tuple[str, str], ...] = (
     (
         "segfault",
         r"segfault at|traps: \S+\[\d+\]|general protection fault.*\[\d+\]|\S+\[\d+\] general protection",
+    ),
+    # Driver (re)load and GPU header lines: context, even when they mention NVLink.
+    (
+        "other",
+        r"NVRM: loading NVIDIA|Nvlink Core is being initialized|nvidia-modeset: Loading|nvidia-uvm: Loaded|"
+        r"NVRM: GPU at |NVRM: GPU Board Serial",
     ),
     ("gsp", r"GSP|gsp"),
     ("nvlink", r"NVLink|nvlink|NVLINK|nvswitch|NVSwitch|fabric ?manager"),
@@ -1145,11 +1153,15 @@ def _trace_symbol(msg: pl.Expr) -> pl.Expr:
 def _orphan_kind(msg: pl.Expr) -> pl.Expr:
     """Kind of a continuation line that has no record to join: guessed from what it shows."""
     return (
-        pl.when(msg.str.contains(r"oom|out_of_memory|mem_cgroup"))
+        pl.when(
+            msg.str.contains(
+                r"oom|out_of_memory|mem_cgroup|Tasks state|Mem-Info|\[\s*pid\s*\]|^\s*\[\s*\d+\]\s+\d+\s+\d+"
+            )
+        )
         .then(pl.lit("oom_kill"))
         .when(
             msg.str.contains(
-                r"nfs|rpc_|lustre|ll_|ptlrpc|fuse|xfs_|ext4_|jbd2|io_schedule|blk_|nvidia|uvm|schedule|Tainted:|hung_task|state:|Call Trace"
+                r"nfs|rpc_|lustre|ll_|ptlrpc|fuse|xfs_|ext4_|jbd2|io_schedule|blk_|nvidia|uvm|schedule|[Tt]ainted|hung_task|state:|Call Trace|<TASK>"
             )
         )
         .then(pl.lit("hung_task"))

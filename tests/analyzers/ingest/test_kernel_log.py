@@ -395,3 +395,52 @@ def test_big_log_with_one_xid79_gives_one_verdict(tmp_path: Path) -> None:
     assert kernel.filter(pl.col("xid") == 79).height == 1
     report = analyze_dir(root)
     assert [v.pattern for v in report.verdicts].count("gpu-fell-off-bus") == 1
+
+
+# Further forms of the same categories (written by hand after the printk formats of the kernel and
+# driver sources: aer.c, mlx5 port/module events, mm/oom_kill.c, hung_task.c, traps, EDAC, pciehp).
+OTHER_FORMS = [
+    ("pcieport 0000:00:03.0: AER: Multiple Corrected error received: 0000:00:03.0", "aer", None),
+    (
+        "pcieport 0000:00:1c.5: PCIe Bus Error: severity=Corrected, type=Physical Layer, id=00e5(Receiver ID)",
+        "aer",
+        None,
+    ),
+    ("pcieport 0000:00:1c.5:    [ 0] Receiver Error         (First)", "aer", None),
+    ("nvidia 0000:01:00.0: AER:    [ 6] BadTLP", "aer", None),
+    ("mlx5_core 0000:3b:00.0 enp59s0f0: Link down", "ib_link", None),
+    (
+        "mlx5_core 0000:3b:00.0: mlx5_port_module_event:1181:(pid 0): Port module event: module 0, Cable unplugged",
+        "ib_link",
+        None,
+    ),
+    ("ib0: lost carrier", "ib_link", None),
+    ("Task in /kubepods/pod1 killed as a result of limit of /kubepods/pod1", "oom_kill", None),
+    ("memory: usage 1048576kB, limit 1048576kB, failcnt 123", "oom_kill", None),
+    ("[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name", "oom_kill", None),
+    ("INFO: task kworker/u8:2:1234 blocked for more than 122 seconds.", "hung_task", None),
+    ("      Not tainted 5.15.0-91-generic #101-Ubuntu", "hung_task", None),
+    (" __schedule+0x2cd/0x890", "hung_task", None),
+    (
+        "traps: python3[1234] general protection fault ip:7f00 sp:7ff0 error:0 in libcuda.so.1[7f00+100]",
+        "segfault",
+        None,
+    ),
+    ("thermal thermal_zone0: critical temperature reached (105 C), shutting down", "thermal", None),
+    ("EDAC MC0: 1 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0", "mce", None),
+    ("pcieport 0000:00:01.0: pciehp: Slot(1): Link Down", "pcie_link", None),
+    ("nvidia-nvlink: Nvlink Core is being initialized, major device number 234", "other", None),
+    ("NVRM: Xid (PCI:0000:06:00): 62, pid=1234, name=python3, 0000(0000) 00000000 00000000", "xid", 62),
+    ("nfs: server 10.0.0.5 not responding, still trying", "nfs", None),
+    (
+        "EXT4-fs error (device nvme0n1p1): ext4_find_entry:1455: inode #2: comm python3: reading directory lblock 0",
+        "fs_error",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "kind", "xid"), OTHER_FORMS)
+def test_other_forms_of_the_categories(line: str, kind: str, xid: int | None) -> None:
+    frame, _ = _parse(f"[ 12.000000] {line}\n")
+    assert (frame["kind"][0], frame["xid"][0]) == (kind, xid)
