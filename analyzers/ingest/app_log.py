@@ -317,9 +317,9 @@ _SNIFF_MARKERS = re.compile(
 
 def sniff_text(head: bytes, name: str) -> int:
     """How strongly ``head`` looks like a job log: NCCL/torch markers claim, kernel envelopes don't."""
-    if b"\x00" in head[:4096]:
-        return NO_CLAIM
-    text = _text(head)
+    if head.count(b"\x00") * 10 > len(head):
+        return NO_CLAIM  # mostly binary; a few NUL bytes (a crash's torn write) are common in logs
+    text = _text(head.replace(b"\x00", b""))
     stripped = text.lstrip()
     if stripped.startswith(("{", "[{", "<", "%PDF")) or stripped.startswith("[\n"):
         return NO_CLAIM
