@@ -7,6 +7,7 @@ from ..tables import Tables
 from .base import Detector
 from .common import ranks_on_host
 from .kernel_common import (
+    cascades,
     dcgm_deltas,
     dcgm_evidence,
     evidence,
@@ -125,6 +126,7 @@ def detect(tables: Tables) -> list[Verdict]:
                     "action_class": "RESET_GPU" if severity == Severity.CRITICAL else "RESTART_APP",
                     "recovery_action": next(iter(reversed(recovery_actions(tables, host_v, pci_v))), None),
                     "cause_chain": [f"Xid {c}" for c in codes],
+                    "cascade_xid45": cascades(tables, host_v, codes),
                 },
             )
         )

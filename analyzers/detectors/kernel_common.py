@@ -205,3 +205,25 @@ def recovery_actions(tables: Tables, host: str | None, pci: str | None) -> list[
             if action:
                 found.append(action)
     return found
+
+
+def cascades(tables: Tables, host: str | None, codes: Iterable[int]) -> list[dict[str, Any]]:
+    """Xid 45 rows on ``host`` that name one of ``codes`` as their cause ("caused by previous Xid N").
+
+    Xid 45 is never a root cause; the fault it names takes the processes it lists with it.
+    """
+    wanted = {str(c) for c in codes}
+    found = []
+    for row in kernel_rows(tables, ["xid"], [45]):
+        if row.get("host") == host and row["attrs"].get("cascade_of") in wanted:
+            found.append(
+                {
+                    "pci_bus_id": row.get("pci_bus_id"),
+                    "pid": row.get("pid"),
+                    "rank": pid_rank(tables, host, row.get("pid"), row.get("rank")),
+                    "cascade_of": int(row["attrs"]["cascade_of"]),
+                    "source_file": row.get("source_file"),
+                    "source_line": row.get("source_line"),
+                }
+            )
+    return found

@@ -9,6 +9,7 @@ from ..tables import Tables
 from .base import Detector
 from .common import ranks_on_host
 from .kernel_common import (
+    cascades,
     dcgm_deltas,
     dcgm_evidence,
     evidence,
@@ -125,6 +126,7 @@ def detect(tables: Tables) -> list[Verdict]:
                     "recovery_action": next(iter(reversed(recovery_actions(tables, host_v, pci_v))), None),
                     "action_class": "RESET_GPU" if fatal else "WORKFLOW_NVLINK5_ERR",
                     "cause_chain": [f"Xid {c}" for c in codes],
+                    "cascade_xid45": cascades(tables, host_v, codes),
                 },
             )
         )

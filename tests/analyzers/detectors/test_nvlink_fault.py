@@ -60,3 +60,15 @@ def test_counter_outlier_on_one_gpu_is_partial(tmp_path: Path) -> None:
 def test_silent_on_informational_nvlink_lines(tmp_path: Path) -> None:
     log = "Jul 09 10:42:47 node-1 kernel: NVRM: knvlinkDiscoverPostRxDetLinks_GH100: Getting peer0's postRxDetLinkMask failed!\n"
     assert of(analyze(tmp_path, log), "nvlink-fault") == []
+
+
+def test_cascade_xid45_is_listed_under_its_cause(tmp_path: Path) -> None:
+    log = (
+        "[ 1.000000] NVRM: Xid (PCI:0000:dc:00): 149, NETIR Fatal XC0 i0 Link -1 (0x000fe406 0x00000000 0x00000000 0x00000000 0x00000000 0x00000000)\n"
+        "[ 1.500000] NVRM: Xid (PCI:0000:b1:00): 45, pid=41002, name=python3, Ch 0000000c caused by previous Xid 149\n"
+        "[ 1.600000] NVRM: Xid (PCI:0000:5e:00): 45, pid=41001, name=python3, Ch 0000000c caused by previous Xid 145\n"
+    )
+    [verdict] = of(analyze(tmp_path, log), "nvlink-fault")
+    assert [(c["pci_bus_id"], c["rank"], c["source_line"]) for c in verdict.details["cascade_xid45"]] == [
+        ("0000:b1:00.0", 2, 2)
+    ]
