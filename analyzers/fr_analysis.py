@@ -160,25 +160,23 @@ def _build(tables: Tables) -> FrView:
     )
     op = pl.col("op").fill_null("")
     a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
+    # Frames are not needed for the per-call folding (only call_stack_id / call_site): project
+    # them away first so filters and group-bys never move the nested stacks.
+    work_columns = [c for c in entries.columns if c != "frames"]
     coll = (
-        entries.filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
+        entries.select(work_columns)
+        .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
         .join(size_map, on="group_key", how="left")
         .with_columns(
             _done_expr().alias("done"),
             _sizes_hash("input_sizes", a2a | op.is_in(list(SCATTER_OPS))).alias("_in_h"),
             _sizes_hash("output_sizes", a2a | op.is_in(list(GATHER_OPS))).alias("_out_h"),
             # Empty tensors (non-root gather/scatter: [] or [""]) carry no dtype to compare.
-            pl.when(
-                ~op.is_in(list(SCATTER_OPS))
-                & (pl.col("input_dtypes").list.eval(pl.element().filter(pl.element() != "")).list.len() > 0)
-            )
+            pl.when(~op.is_in(list(SCATTER_OPS)) & (pl.col("input_dtypes").list.join("").str.len_bytes() > 0))
             .then(pl.col("input_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_in_dt"),
-            pl.when(
-                ~op.is_in(list(GATHER_OPS))
-                & (pl.col("output_dtypes").list.eval(pl.element().filter(pl.element() != "")).list.len() > 0)
-            )
+            pl.when(~op.is_in(list(GATHER_OPS)) & (pl.col("output_dtypes").list.join("").str.len_bytes() > 0))
             .then(pl.col("output_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_out_dt"),
@@ -208,8 +206,9 @@ def _build(tables: Tables) -> FrView:
     )
     wrapped = entries.group_by("rank").agg((pl.col("record_id").min() > 0).fill_null(False).alias("wrapped"))
     calls = (
-        coll.sort("record_id")
-        .group_by("group_key", "collective_seq_id", "rank", maintain_order=True)
+        # Entries are already in record order within each dump (oldest first), and a
+        # (group, seq, rank) comes from one dump: no global sort needed.
+        coll.group_by("group_key", "collective_seq_id", "rank", maintain_order=True)
         .agg(
             pl.col("op").str.join("+").alias("ops"),
             pl.col("profiling_name").first(),

@@ -228,14 +228,28 @@ def _column(values: list[Any], dtype: pa.DataType, fix: Callable[[Any], Any]) ->
         return pa.array(fixed, type=dtype, from_pandas=False), bad
 
 
-def numel_expr(column: str) -> pl.Expr:
-    """Total elements over all tensors of a list<list<int64>> column (null stays null)."""
-    return (
-        pl.col(column)
-        .list.eval(pl.element().list.eval(pl.element().product()).list.first())
-        .list.sum()
-        .cast(pl.Int64)
-    )
+def numel_series(shapes: pl.Series) -> pl.Series:
+    """Total elements per row of a list<list<int64>> series (null rows stay null), vectorised.
+
+    Tensors are exploded to one row each, their dimensions multiplied position by position
+    (``list.get`` with 1 for missing positions: ~8x cheaper than nested ``list.eval``), then
+    summed back per row through a cumulative sum.
+    """
+    rows = shapes.list.len().cast(pl.Int64).fill_null(1)  # explode keeps one (null) row for null
+    flat = shapes.explode()
+    longest = flat.list.len().max()
+    product = pl.lit(1, dtype=pl.Int64)
+    for k in range(int(longest) if isinstance(longest, int) else 0):
+        product = product * pl.col("f").list.get(k, null_on_oob=True).fill_null(1)
+    per_tensor = pl.DataFrame({"f": flat}).select(
+        pl.when(pl.col("f").is_null()).then(0).otherwise(product).cast(pl.Int64).alias("p")
+    )["p"]
+    cumulative = pl.concat([pl.Series([0], dtype=pl.Int64), per_tensor.cum_sum()])
+    end = rows.cum_sum()
+    totals = cumulative.gather(end) - cumulative.gather(end - rows)
+    return pl.DataFrame({"t": totals, "null": shapes.is_null()}).select(
+        pl.when(~pl.col("null")).then(pl.col("t")).alias("numel")
+    )["numel"]
 
 
 def _version(raw: Any) -> tuple[str, tuple[int, int] | None]:
@@ -649,7 +663,13 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
 
 def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
     problems: list[Problem] = []
-    entries = pl.from_arrow(tables["fr_entries"], rechunk=False)
+    # The big entries table stays in Arrow; the cross-file logic works on a light projection and
+    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip).
+    full = tables["fr_entries"]
+    light = full.select(
+        ["source_file", "rank", "pg_id", "pg_name", "pg_desc", "time_created_ns"]
+    ).append_column("has_frames", pc.is_valid(full.column("frames")))
+    entries = pl.from_arrow(light, rechunk=False)
     status = pl.from_arrow(tables["fr_status"], rechunk=False)
     config = pl.from_arrow(tables["fr_groups"], rechunk=False)
     assert (
@@ -729,6 +749,9 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
                     )
                 )
     if dropped:
+        full = full.filter(
+            pc.invert(pc.is_in(full.column("source_file"), value_set=pa.array(sorted(dropped))))
+        )
         entries = entries.filter(~pl.col("source_file").is_in(list(dropped)))
         status = status.filter(~pl.col("source_file").is_in(list(dropped)))
         config = config.filter(~pl.col("source_file").is_in(list(dropped)))
@@ -739,22 +762,28 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     )
 
     def with_rank(frame: pl.DataFrame) -> pl.DataFrame:
-        if frame.height == 0:
+        # A mapped column, not a join: joins would copy every (nested) column of the big table.
+        if frame.height == 0 or frame["rank"].null_count() == 0:
             return frame
-        return (
-            frame.join(rank_map, on="source_file", how="left")
-            .with_columns(pl.coalesce("rank", "_rank").alias("rank"))
-            .drop("_rank")
+        mapping = {k: v for k, v in files.items() if v is not None}
+        return frame.with_columns(
+            pl.coalesce(
+                "rank", pl.col("source_file").replace_strict(mapping, default=None, return_dtype=pl.Int32)
+            ).alias("rank")
         )
 
     entries = with_rank(entries)
-    if entries.height:
+    if full.num_rows:
         # One vectorised pass over every dump (cheaper than per file: fixed costs paid once).
-        entries = entries.with_columns(
-            pl.when(pl.col("input_sizes").is_not_null()).then(numel_expr("input_sizes")).alias("input_numel"),
-            pl.when(pl.col("output_sizes").is_not_null())
-            .then(numel_expr("output_sizes"))
-            .alias("output_numel"),
+        for column in ("input", "output"):
+            sizes = pl.Series("s", full.column(f"{column}_sizes"))
+            full = full.set_column(
+                full.schema.get_field_index(f"{column}_numel"),
+                f"{column}_numel",
+                numel_series(sizes).to_arrow().cast(pa.int64()),
+            )
+        full = full.set_column(
+            full.schema.get_field_index("rank"), "rank", entries["rank"].to_arrow().cast(pa.int32())
         )
     status = with_rank(status)
     config = (
@@ -792,19 +821,12 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         group_rows["size"].append(len(members))
         group_rows["membership_source"].append(source)
         group_rows["dumped_ranks"].append(sorted(set(members) & dumped_set))
-    assign = pl.DataFrame(
-        {
-            "rank": [a[0] for a in assignment],
-            "pg_name": [a[1] for a in assignment],
-            "_key": [a[2] for a in assignment],
-        },
-        schema={"rank": pl.Int32, "pg_name": pl.String, "_key": pl.String},
-    )
     if entries.height:
-        entries = (
-            entries.join(assign, on=["rank", "pg_name"], how="left", nulls_equal=False)
-            .with_columns(pl.col("_key").alias("group_key"))
-            .drop("_key")
+        keys = {f"{r}\x00{n}": k for r, n, k in assignment}
+        entries = entries.with_columns(
+            pl.concat_str([pl.col("rank").cast(pl.String), pl.col("pg_name")], separator="\x00")
+            .replace_strict(keys, default=None, return_dtype=pl.String)
+            .alias("group_key")
         )
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
@@ -822,8 +844,14 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             .join(names.rename({"pg_name": "_n", "group_key": "_k"}), on=["rank", "pg_id"], how="left")
             .rename({"_n": "pg_name", "_k": "group_key"})
         )
+    if full.num_rows:
+        full = full.set_column(
+            full.schema.get_field_index("group_key"),
+            "group_key",
+            entries["group_key"].to_arrow().cast(pa.string()),
+        )
     out_tables = {
-        "fr_entries": entries.to_arrow(),
+        "fr_entries": full,
         "fr_status": status.to_arrow(),
         "fr_groups": conform("fr_groups", group_rows),
     }
@@ -835,7 +863,7 @@ def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
     if entries.height == 0:
         return {}
     stats = entries.group_by("source_file").agg(
-        pl.col("frames").is_not_null().any().cast(pl.Int64).alias("f"),
+        pl.col("has_frames").any().cast(pl.Int64).alias("f"),
         pl.len().alias("n"),
         pl.col("time_created_ns").max().fill_null(0).alias("t"),
     )
