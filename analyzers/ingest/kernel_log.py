@@ -392,18 +392,22 @@ def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
         .with_row_index("idx", offset=1)
         .with_columns(pl.col("idx").cast(pl.Int64))
     )
-    frame = frame.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.len_bytes() > 0))
-    too_long = frame["raw"].str.len_chars() > MAX_LINE_CHARS
-    binary = frame["raw"].str.contains("\x00", literal=True)
-    suspicious = frame["raw"].str.contains("\ufffd", literal=True)
+    raw = frame["raw"]
+    # Blank lines are null after splitting; whitespace-only lines count as blank too.
+    blank = raw.is_null() | ~raw.str.contains(r"\S").fill_null(False)
+    too_long = (raw.str.len_bytes() > MAX_LINE_CHARS).fill_null(False) & (
+        raw.str.len_chars() > MAX_LINE_CHARS
+    ).fill_null(False)
+    binary = raw.str.contains("\x00", literal=True).fill_null(False)
+    suspicious = raw.str.contains("\ufffd", literal=True).fill_null(False)
     if suspicious.any():
         # Mostly-undecodable lines are binary garbage; a stray bad byte in a real line is kept.
-        share = frame["raw"].str.count_matches("\ufffd", literal=True) / frame["raw"].str.len_chars()
-        binary = binary | (suspicious & (share > 0.2))
-    bad = too_long | binary
+        share = raw.str.count_matches("\ufffd", literal=True) / raw.str.len_chars()
+        binary = binary | (suspicious & (share > 0.2)).fill_null(False)
+    bad = (too_long | binary) & ~blank
     if bad.any():
-        n_long = int(too_long.sum())
-        n_bin = int((binary & ~too_long).sum())
+        n_long = int((too_long & ~blank).sum())
+        n_bin = int((binary & ~too_long & ~blank).sum())
         first = int(frame.filter(bad)["idx"][0])
         if n_long:
             out.reject("line_too_long", n_long)
@@ -416,8 +420,9 @@ def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
                 f"{n_bin + n_long} unreadable lines (binary or longer than {MAX_LINE_CHARS} chars) skipped",
             )
         )
-        frame = frame.filter(~bad)
-    return frame.filter(frame["raw"].str.contains(r"\S"))
+    drop = bad | blank
+    # One filter at most: most files have nothing to drop, and filtering copies every string.
+    return frame.filter(~drop) if drop.any() else frame
 
 
 def _dominant(frame: pl.DataFrame) -> list[str]:
