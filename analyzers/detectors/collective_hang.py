@@ -58,20 +58,22 @@ def detect(tables: Tables) -> list[Verdict]:
         return []
     pending = pending_collectives(view)
     hung = [p for p in pending if p.waiting and p.culprits]
+    no_dump = sorted({r for g in view.groups.values() for r in g.missing_dumps})
+    hung.extend(_incomplete_groups(pending, hung, no_dump))
     if not hung:
         return []
-    hung.extend(_incomplete_groups(pending, hung))
     roots, primary = _root_cause(hung)
     return [_verdict(view, hung, roots, primary)]
 
 
-def _incomplete_groups(pending: list[Pending], hung: list[Pending]) -> list[Pending]:
+def _incomplete_groups(pending: list[Pending], hung: list[Pending], no_dump: list[int]) -> list[Pending]:
     """Groups whose every known member waits, when membership was inferred from the entries.
 
     A member that never issued any collective of such a group leaves no trace of membership
     (torch 2.13 gloo pg_config is broken), so the group looks complete. When the ranks waiting
-    in it are the culprits of another hung group, the ranks waiting *there* and outside this
-    group are the members it misses (the other side of the wait cycle).
+    in it are the culprits of another hung group, the members it misses are that group's culprits
+    that left no dump, else the ranks waiting *there* (the other side of a wait cycle). With no
+    such partner, ranks of the world that left no dump are the only possible missing members.
     """
     extra: list[Pending] = []
     for p in pending:
@@ -83,8 +85,13 @@ def _incomplete_groups(pending: list[Pending], hung: list[Pending]) -> list[Pend
             or p.group.name == DEFAULT_PG
         ):
             continue
+        members = set(p.group.members)
         partners = [h for h in hung if set(h.culprits) & set(p.waiting)]
-        candidates = sorted({r for h in partners for r in h.waiting} - set(p.group.members))
+        candidates = sorted({r for h in partners for r in h.no_dump} - members)
+        if not candidates:
+            candidates = sorted({r for h in partners for r in h.waiting} - members)
+        if not candidates and not partners:
+            candidates = sorted(set(no_dump) - members)
         if candidates:
             p.absent = candidates
             p.behind.update({r: None for r in candidates})

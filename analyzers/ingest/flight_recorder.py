@@ -800,8 +800,9 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     )
     dumped = sorted({r for r in files.values() if r is not None})
 
-    # 3. World size: manifest, dumped ranks, any member list anywhere.
-    world = max([manifest.world_size or 0, (max(dumped) + 1) if dumped else 0])
+    # 3. World size: manifest, dumped ranks, any member list anywhere, and the default group's
+    # all_gathers (output numel = input numel x group size) so a dump-less last rank still counts.
+    world = max([manifest.world_size or 0, (max(dumped) + 1) if dumped else 0, _world_hint(full)])
     for members in config["ranks"].to_list() if config.height else []:
         if members:
             world = max(world, max(members) + 1)
@@ -856,6 +857,22 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         "fr_groups": conform("fr_groups", group_rows),
     }
     return FinalizeOutput(out_tables, problems)
+
+
+def _world_hint(full: pa.Table) -> int:
+    """Largest default-group size implied by all_gather size relations (0 when none)."""
+    if full.num_rows == 0:
+        return 0
+    frame = pl.from_arrow(full.select(["pg_name", "op", "input_numel", "output_numel"]), rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    ratios = frame.filter(
+        (pl.col("pg_name") == DEFAULT_PG)
+        & pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
+        & (pl.col("input_numel") > 0)
+        & (pl.col("output_numel") % pl.col("input_numel") == 0)
+    ).select((pl.col("output_numel") // pl.col("input_numel")).max())
+    value = ratios.item() if ratios.height else None
+    return int(value) if isinstance(value, int) and value < 1_000_000 else 0
 
 
 def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:

@@ -139,3 +139,27 @@ def test_nccl_missing_rank_with_started_states(tmp_path: Path) -> None:
     assert verdict.culprit.ranks == [3]
     assert verdict.details["seq"] == 4
     assert verdict.details["membership_source"] == "config"
+
+
+def test_dead_subgroup_member_without_dump_gloo(tmp_path: Path) -> None:
+    # Rank 3 died without a dump: rank 2 waits in tp [2,3] (inferred as {2} from the entries),
+    # ranks 0,1 wait in the default group for 2 and 3. Rank 3 explains both. The default group's
+    # all_gather (output = input x 4) tells the world size although rank 3 left nothing.
+    job = _tp_dp_job()
+    job.collective("all_gather", sizes=[[4]], out_sizes=[[4, 4]])
+    job.collective("all_reduce", group="1")
+    job.collective("all_reduce", ranks=[0, 1], state="scheduled", retired=False)
+    job.collective("all_reduce", group="2", ranks=[2], state="scheduled", retired=False)
+    [verdict] = detect(job_tables(job, tmp_path / "inc", ranks=[0, 1, 2], pg_config="broken"))
+    assert verdict.culprit.ranks == [3]
+    assert verdict.details["missing_dump_ranks"] == [3]
+
+
+def test_dead_subgroup_member_only_hang(tmp_path: Path) -> None:
+    # Only the subgroup hangs: its sole dumped member waits; the world's dump-less rank is the culprit.
+    job = _tp_dp_job()
+    job.collective("all_gather", sizes=[[4]], out_sizes=[[4, 4]])
+    job.collective("all_reduce", group="2", ranks=[2], state="scheduled", retired=False)
+    [verdict] = detect(job_tables(job, tmp_path / "inc", ranks=[0, 1, 2], pg_config="broken"))
+    assert verdict.culprit.ranks == [3]
+    assert verdict.details["waiting_ranks"] == [2]
