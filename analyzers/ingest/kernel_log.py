@@ -1409,12 +1409,18 @@ def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
             pl.col("ts_ns").drop_nulls().last().alias("_last"),
         )
     )
-    kept = rows.filter(first).join(stats, on="_h", how="left", maintain_order="left")
+    # Look the few repeated hashes up instead of joining every kept row.
+    kept = rows.filter(first)
+    h = pl.col("_h")
     return kept.with_columns(
-        pl.col("_n").fill_null(1).alias("count"),
-        pl.coalesce("_first", "ts_ns").alias("ts_ns"),
-        pl.when(pl.col("_n").is_null()).then(pl.col("ts_ns")).otherwise(pl.col("_last")).alias("last_ts_ns"),
-    ).drop("_h", "_n", "_first", "_last")
+        h.replace_strict(stats["_h"], stats["_n"], default=1, return_dtype=pl.Int64).alias("count"),
+        pl.coalesce(
+            h.replace_strict(stats["_h"], stats["_first"], default=None, return_dtype=pl.Int64), "ts_ns"
+        ).alias("ts_ns"),
+        pl.coalesce(
+            h.replace_strict(stats["_h"], stats["_last"], default=None, return_dtype=pl.Int64), "ts_ns"
+        ).alias("last_ts_ns"),
+    ).drop("_h")
 
 
 def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
