@@ -92,6 +92,7 @@ class FrView:
     has_timing: bool
     has_frames: bool
     _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
+    _rows_at: dict[tuple[str, int], dict[int, dict[str, Any]]] = field(default_factory=dict)
 
     def progress_of(self, key: str, rank: int) -> tuple[int | None, int | None]:
         """(last enqueued, last completed) sequence number of ``rank`` in group ``key``."""
@@ -311,14 +312,23 @@ def frames_text(frames: Any, limit: int = 8) -> list[str]:
 
 
 def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | None:
-    """The first entry of ``rank`` at (group, seq), as a dict (frames included)."""
-    rows = view.entries.filter(
-        (pl.col("rank") == rank)
-        & (pl.col("group_key") == key)
-        & (pl.col("collective_seq_id") == seq)
-        & ~pl.col("is_p2p").fill_null(False)
-    ).sort("record_id")
-    return rows.row(0, named=True) if rows.height else None
+    """The first entry of ``rank`` at (group, seq), as a dict (frames included).
+
+    All ranks' rows of one (group, seq) are fetched with one filter and cached on the view, so
+    asking for every waiting rank of a 1024-rank group scans the table once.
+    """
+    cached = view._rows_at.get((key, seq))
+    if cached is None:
+        rows = view.entries.filter(
+            (pl.col("group_key") == key)
+            & (pl.col("collective_seq_id") == seq)
+            & ~pl.col("is_p2p").fill_null(False)
+        ).sort("rank", "record_id")
+        cached = {}
+        for row in rows.iter_rows(named=True):
+            cached.setdefault(int(row["rank"]), row)
+        view._rows_at[(key, seq)] = cached
+    return cached.get(rank)
 
 
 def last_entry(view: FrView, rank: int) -> dict[str, Any] | None:
