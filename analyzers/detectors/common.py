@@ -16,7 +16,12 @@ def evidence_from_row(source: str, row: Mapping[str, Any], text: str | None = No
     """Evidence pointing at one table row (``source_file``/``source_line``), with an excerpt."""
     body = text if text is not None else str(row.get("message") or "")
     line = row.get("source_line")
-    return Evidence(source=source, file=str(row.get("source_file") or ""), line=int(line) if line is not None else None, excerpt=excerpt(body))
+    return Evidence(
+        source=source,
+        file=str(row.get("source_file") or ""),
+        line=int(line) if line is not None else None,
+        excerpt=excerpt(body),
+    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,13 @@ def ranks_on_host(tables: Tables, host: str | None) -> list[int]:
     """Ranks the identity table places on ``host``."""
     if host is None:
         return []
-    return sorted({int(r["rank"]) for r in _identity_rows(tables) if r.get("host") == host and r.get("rank") is not None})
+    return sorted(
+        {
+            int(r["rank"])
+            for r in _identity_rows(tables)
+            if r.get("host") == host and r.get("rank") is not None
+        }
+    )
 
 
 def time_window(values: Iterable[int | None]) -> tuple[int | None, int | None]:
@@ -105,3 +116,8 @@ def filter_kind(tables: Tables, table: str, kinds: Iterable[str]) -> pl.DataFram
     if not tables.has(table):
         return tables.df(table).clear()
     return tables.df(table).filter(pl.col("kind").is_in(list(kinds))).sort("source_file", "source_line")
+
+
+def map_value(column: str, key: str) -> pl.Expr:
+    """The value under ``key`` of a map column (``labels``, ``attrs``, ``locals``), or null."""
+    return pl.col(column).map.get(key)
