@@ -166,9 +166,10 @@ def detect(tables: Tables) -> list[Verdict]:
         missing.append(
             "times of the watchdog lines (no timestamps in the log): the stall start cannot be estimated"
         )
-    missing.append(
-        "flight-recorder dumps (TORCH_NCCL_TRACE_BUFFER_SIZE) to see which rank did not enter the collective"
-    )
+    if not tables.has("fr_entries"):
+        missing.append(
+            "flight-recorder dumps (TORCH_NCCL_TRACE_BUFFER_SIZE) to see which rank did not enter the collective"
+        )
     what = f"seq {seq} {op_type}" if seq is not None else (op_type or "a collective")
     if timeout_ms is not None:
         what += f" after {timeout_ms} ms"
@@ -225,7 +226,7 @@ DETECTOR = Detector(
     id="watchdog-timeout",
     summary="Collective watchdog fired: which ranks, which seq/op, who never timed out (a symptom unless nothing explains it)",
     sources=("app_log",),
-    tables=("app_events", "identity"),
+    tables=("app_events", "fr_entries", "identity"),
     detect=detect,
     scope=__name__,
 )
