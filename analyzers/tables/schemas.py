@@ -89,7 +89,11 @@ FR_ENTRIES = _schema(
     col("thread_id", pa.string(), "Enqueuing thread id"),
     col("frames", pa.list_(FRAME), "Python (and C++) frames, innermost first; null when the dump has none"),
     col("dump_format", pa.string(), "pickle or json: how the dump was written"),
-    col("comm_lib_version", pa.string(), "comm_lib_version / nccl_version / xccl_version of the dump ('' on gloo)"),
+    col(
+        "comm_lib_version",
+        pa.string(),
+        "comm_lib_version / nccl_version / xccl_version of the dump ('' on gloo)",
+    ),
     col(
         "p2p_local_rank",
         pa.int32(),
@@ -143,7 +147,9 @@ STACKS = _schema(
     RANK,
     LOCAL_RANK,
     TS_NS,
-    col("ts_origin", pa.string(), "How ts_ns was known: file (a time written in the capture), manifest, null"),
+    col(
+        "ts_origin", pa.string(), "How ts_ns was known: file (a time written in the capture), manifest, null"
+    ),
     col("capture_format", pa.string(), "dump-text, dump-json, record-raw, speedscope, chrometrace"),
     col("process_role", pa.string(), "trainer, dataloader-worker, launcher-agent or unknown"),
     col("command_line", pa.string(), "Process command line from the dump header"),
@@ -158,7 +164,11 @@ STACKS = _schema(
     col("is_main_thread", pa.bool_(), "Main thread of the process"),
     col("owns_gil", pa.bool_(), "Thread held the GIL at capture; null when unknown"),
     col("active", pa.bool_(), "Thread was running (not idle); null when unknown"),
-    col("stack_id", pa.int32(), "Distinct stack within the snapshot (one per thread in dumps; one per collapsed stack in records)"),
+    col(
+        "stack_id",
+        pa.int32(),
+        "Distinct stack within the snapshot (one per thread in dumps; one per collapsed stack in records)",
+    ),
     col("depth", pa.int32(), "Frame depth, 0 = innermost; null for a thread without frames"),
     col("function", pa.string(), "Function name"),
     col("file", pa.string(), "File name as printed"),
@@ -190,10 +200,25 @@ GPU_METRICS = _schema(
     col("field_id", pa.int32(), "DCGM numeric field id, null when unknown"),
     col("value", pa.float64(), "Reading (sentinel/blank values are dropped, never stored)"),
     col("labels", pa.map_(pa.string(), pa.string()), "All labels as read"),
-    col("metric", pa.string(), "Metric or column name exactly as written (4.6 or 1.x spelling, dmon short name)"),
+    col(
+        "metric",
+        pa.string(),
+        "Metric or column name exactly as written (4.6 or 1.x spelling, dmon short name)",
+    ),
     col("metric_type", pa.string(), "Prometheus TYPE of the metric (gauge, counter), null when not declared"),
-    col("mig_profile", pa.string(), "MIG GPU instance profile (GPU_I_PROFILE, e.g. 1g.6gb), null when not MIG"),
+    col(
+        "mig_profile", pa.string(), "MIG GPU instance profile (GPU_I_PROFILE, e.g. 1g.6gb), null when not MIG"
+    ),
     col("scrape", pa.int32(), "Scrape (exposition) or round (dmon) number within the file, 0-based"),
+)
+
+# gpu_metrics holds millions of rows whose strings repeat per series (host, GPU, field, file):
+# its string columns are dictionary-encoded (Polars reads them as Categorical; compare them with
+# string literals freely, cast to pl.String before joining them with another table's columns).
+GPU_METRICS_STRING = pa.dictionary(pa.int32(), pa.string())
+GPU_METRICS = pa.schema(
+    [f.with_type(GPU_METRICS_STRING) if f.type == pa.string() else f for f in GPU_METRICS],
+    metadata=GPU_METRICS.metadata,
 )
 
 KERNEL_EVENTS = _schema(
@@ -223,7 +248,11 @@ KERNEL_EVENTS = _schema(
     PID,
     col("comm", pa.string(), "Process name the kernel names"),
     col("message", pa.string(), "Message text without the envelope"),
-    col("trace", pa.list_(pa.string()), "Call-trace symbols of a multi-line record (hung task, oops), innermost first"),
+    col(
+        "trace",
+        pa.list_(pa.string()),
+        "Call-trace symbols of a multi-line record (hung task, oops), innermost first",
+    ),
     col("count", pa.int64(), "Identical lines collapsed into this row (floods)"),
     col("last_ts_ns", pa.int64(), "Time of the last collapsed line, UTC ns"),
     col(

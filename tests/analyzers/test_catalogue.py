@@ -12,13 +12,16 @@ from tracecore.analyzers import detectors as detectors_package
 from tracecore.analyzers.detectors.base import SPEC_HEADINGS
 from tracecore.analyzers.detectors.registry import DETECTORS
 
+
 def _is_support_module(name: str) -> bool:
     """Shared code of several detectors (``base``, ``registry``, ``common``, ``<topic>_common``)."""
     return name in ("base", "registry", "common") or name.endswith("_common")
 
 
 def test_every_detector_module_is_registered() -> None:
-    modules = {m.name for m in pkgutil.iter_modules(detectors_package.__path__) if not _is_support_module(m.name)}
+    modules = {
+        m.name for m in pkgutil.iter_modules(detectors_package.__path__) if not _is_support_module(m.name)
+    }
     registered = {d.scope.rsplit(".", 1)[-1] for d in DETECTORS}
     assert modules == registered, (
         f"unregistered: {modules - registered}; missing modules: {registered - modules}"
