@@ -91,6 +91,7 @@ class FrView:
     ref_ts_ns: int | None
     has_timing: bool
     has_frames: bool
+    stacks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
     _rows_at: dict[tuple[str, int], dict[int, dict[str, Any]]] = field(default_factory=dict)
 
@@ -163,7 +164,7 @@ def _build(tables: Tables) -> FrView:
     a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
     # Frames are not needed for the per-call folding (only call_stack_id / call_site): project
     # them away first so filters and group-bys never move the nested stacks.
-    work_columns = [c for c in entries.columns if c != "frames"]
+    work_columns = list(entries.columns)
     coll = (
         entries.select(work_columns)
         .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
@@ -286,8 +287,14 @@ def _build(tables: Tables) -> FrView:
         entries["duration_ms"].null_count() < entries.height
         or entries["time_started_ns"].null_count() < entries.height
     )
-    has_frames = bool(entries.height) and entries["frames"].null_count() < entries.height
-    return FrView(entries, calls, progress, groups, dumped, hosts, ref_ts, has_timing, has_frames)
+    has_frames = bool(entries.height) and entries["stack_id"].null_count() < entries.height
+    # Distinct stacks only (shared by all ranks): small, read once into a dict.
+    stacks: dict[int, list[dict[str, Any]]] = {}
+    if has_frames and tables.has("fr_stacks"):
+        for stack_id, frames in tables.df("fr_stacks").select("stack_id", "frames").iter_rows():
+            if stack_id is not None:
+                stacks[int(stack_id)] = frames or []
+    return FrView(entries, calls, progress, groups, dumped, hosts, ref_ts, has_timing, has_frames, stacks)
 
 
 def as_int(value: Any) -> int | None:
@@ -326,15 +333,23 @@ def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | N
         ).sort("rank", "record_id")
         cached = {}
         for row in rows.iter_rows(named=True):
-            cached.setdefault(int(row["rank"]), row)
+            if int(row["rank"]) not in cached:
+                cached[int(row["rank"])] = with_frames(view, row)
         view._rows_at[(key, seq)] = cached
     return cached.get(rank)
+
+
+def with_frames(view: FrView, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its ``frames`` (from fr_stacks by ``stack_id``; None when it has none)."""
+    stack_id = row.get("stack_id")
+    row["frames"] = view.stacks.get(int(stack_id)) if stack_id is not None else None
+    return row
 
 
 def last_entry(view: FrView, rank: int) -> dict[str, Any] | None:
     """The newest entry of ``rank`` (highest record id of its dump)."""
     rows = view.entries.filter(pl.col("rank") == rank).sort("record_id")
-    return rows.row(rows.height - 1, named=True) if rows.height else None
+    return with_frames(view, rows.row(rows.height - 1, named=True)) if rows.height else None
 
 
 def describe_entry(row: dict[str, Any]) -> str:

@@ -87,7 +87,12 @@ FR_ENTRIES = _schema(
     col("time_completed_ns", pa.int64(), "When the CPU noticed completion, UTC ns; null when unknown"),
     col("thread_name", pa.string(), "Enqueuing thread name"),
     col("thread_id", pa.string(), "Enqueuing thread id"),
-    col("frames", pa.list_(FRAME), "Python (and C++) frames, innermost first; null when the dump has none"),
+    col(
+        "stack_id",
+        pa.int64(),
+        "The entry's whole stack (key into fr_stacks: identical stacks share one id across all dumps); "
+        "null when the dump has no frames",
+    ),
     col("dump_format", pa.string(), "pickle or json: how the dump was written"),
     col(
         "comm_lib_version",
@@ -105,6 +110,12 @@ FR_ENTRIES = _schema(
         "Innermost caller frame outside torch/library code, 'file:line function'; null without frames",
     ),
     col("call_stack_id", pa.int64(), "Hash of the caller's frames outside library code; null without frames"),
+)
+
+FR_STACKS = _schema(
+    "fr_stacks",
+    col("stack_id", pa.int64(), "Hash of the whole stack's frames (fr_entries.stack_id refers to it)"),
+    col("frames", pa.list_(FRAME), "Python (and C++) frames, innermost first; one row per distinct stack"),
 )
 
 FR_GROUPS = _schema(
@@ -314,6 +325,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "fr_entries": FR_ENTRIES,
     "fr_groups": FR_GROUPS,
     "fr_status": FR_STATUS,
+    "fr_stacks": FR_STACKS,
     "stacks": STACKS,
     "gpu_metrics": GPU_METRICS,
     "kernel_events": KERNEL_EVENTS,

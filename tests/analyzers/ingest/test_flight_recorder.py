@@ -55,10 +55,16 @@ def test_healthy_sample_every_variant(variant: str) -> None:
     assert first["retired"] is True and first["state"] == "scheduled"
     assert first["dump_version"] == "2.10"
     assert first["source_line"] == 2
+    stacks = result.tables.df("fr_stacks")
+    # Frames are stored once per distinct stack; entries refer to them by stack_id.
+    assert stacks["stack_id"].n_unique() == stacks.height
     if variant == "json":
-        assert first["frames"] is None and first["dump_format"] == "json"
+        assert first["stack_id"] is None and first["dump_format"] == "json"
+        assert stacks.height == 0
     else:
-        assert first["frames"][0] == {
+        frames = stacks.filter(stacks["stack_id"] == first["stack_id"])["frames"].to_list()[0]
+        assert stacks.height < entries.filter(entries["stack_id"].is_not_null()).height
+        assert frames[0] == {
             "name": "all_gather_single",
             "filename": "torch/distributed/distributed_c10d.py",
             "line": 4387,
