@@ -317,6 +317,7 @@ class FlightRecorderParser(SourceParser):
         out = ParseOutput()
         data = ctx.data
         is_json = data[:1] != b"\x80"
+        truncated = False
         try:
             dump = json.loads(data.decode("utf-8", "replace")) if is_json else safe_pickle.loads(data)
         except safe_pickle.UnsafePickleError as exc:
@@ -327,13 +328,30 @@ class FlightRecorderParser(SourceParser):
             return out
         except Exception as exc:  # damaged input of any kind: one problem for the file
             out.reject("undecodable")
+            reason = " ".join(str(exc).split())[:200]
             what = "JSON" if is_json else "pickle"
-            out.problems.append(
-                Problem(
-                    ctx.rel, None, f"flight-recorder {what} unreadable: {' '.join(str(exc).split())[:200]}"
+            try:
+                recovered = _recover_json(data) if is_json else _recover_pickle(data)
+            except safe_pickle.UnsafePickleError as refused:
+                recovered = None
+                reason = " ".join(str(refused).split())[:200]
+            if recovered is None:
+                out.problems.append(
+                    Problem(
+                        ctx.rel,
+                        None,
+                        f"flight-recorder {what} unreadable: {reason}",
+                    )
                 )
+                return out
+            # A dump cut mid-stream (the writer died, the copy was partial): keep every complete
+            # entry read before the cut, say where it was cut.
+            dump, where, line, kept = recovered
+            damage = "truncated" if "(" not in where or "line" in where else "damaged"
+            out.problems.append(
+                Problem(ctx.rel, line, f"flight-recorder {what} {damage} at {where}: kept {kept} entries")
             )
-            return out
+            truncated = True
         rank, host = rank_from_name(ctx.rel)
         if host is None:
             host = ctx.host_hint
@@ -358,7 +376,9 @@ class FlightRecorderParser(SourceParser):
             )
             return out
         if isinstance(dump, dict):
-            if version is None:
+            if version is None and truncated and not version_text:
+                pass  # a cut dump may simply have lost its version: the truncation problem says it
+            elif version is None:
                 out.problems.append(
                     Problem(
                         ctx.rel,
@@ -436,6 +456,124 @@ class FlightRecorderParser(SourceParser):
     def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
         """Settle ranks, drop duplicate claims (reported), decide group membership, fill group keys."""
         return _finalize(tables, manifest)
+
+
+def _is_entry(value: Any) -> bool:
+    # A finished entry dict (one still being built when the stream was cut is empty).
+    return type(value) is dict and bool(value)
+
+
+def _recover_pickle(data: bytes) -> tuple[Any, str, int, int] | None:
+    """(partial dump, where it was cut, record index of the first lost entry, entries kept), or None.
+
+    The pure-Python restricted unpickler re-reads the damaged pickle; its open stack frames hold
+    the top-level dict's key/value pairs read so far, the entries list with the entries already
+    appended, and the batch of finished entries not yet appended.
+    """
+    found = safe_pickle.partial_stacks(data)
+    if found is None:
+        return None
+    frames, position, error = found
+    top: dict[Any, Any] | None = None
+    entries: list[Any] | None = None
+    for frame in frames:
+        if top is None and "entries" in frame[0::2]:
+            pairs = frame[: len(frame) - len(frame) % 2]
+            top = {k: v for k, v in zip(pairs[0::2], pairs[1::2], strict=True) if isinstance(k, str)}
+            entries = top.get("entries") if isinstance(top.get("entries"), list) else None
+    if entries is None and frames and frames[0] and type(frames[0][0]) is list:
+        entries = frames[0][0]  # pre-2024 bare list
+    if top is None:
+        # Cut before the entries: the top dict's pairs, when any were read.
+        for frame in frames[1:2]:
+            pairs = frame[: len(frame) - len(frame) % 2]
+            if any(k in ("version", "pg_config", "pg_status") for k in pairs[0::2] if isinstance(k, str)):
+                top = {k: v for k, v in zip(pairs[0::2], pairs[1::2], strict=True) if isinstance(k, str)}
+    if entries is None and top is None:
+        return None
+    kept = list(entries or [])
+    if entries is not None:
+        # The batch after the entries list's frame: finished entries not appended yet.
+        for index, frame in enumerate(frames[:-1]):
+            if frame and frame[-1] is entries:
+                kept.extend(e for e in frames[index + 1] if _is_entry(e))
+                break
+    dump: Any = kept if top is None else {**top, "entries": kept}
+    # Reading past the end (whatever the opcode made of it) is a cut; anything else is damage.
+    cut = position >= len(data) or error.startswith("EOFError")
+    where = f"byte {position}" if cut else f"byte {position} ({' '.join(error.split())[:120]})"
+    return dump, where, len(kept) + 1, len(kept)
+
+
+def _recover_json(data: bytes) -> tuple[Any, str, int, int] | None:
+    """Like :func:`_recover_pickle` for a JSON dump: its top-level fields and entries before the cut.
+
+    The top-level object is decoded member by member and the ``entries`` array entry by entry
+    (``raw_decode``), so everything complete before the damage is kept.
+    """
+    text = data.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"\s*")
+    pos = ws.match(text, 0).end()  # type: ignore[union-attr]
+
+    def items(start: int) -> tuple[list[Any], int, bool]:
+        """Values of the array whose '[' is just before ``start``; (values, stop, closed)."""
+        values: list[Any] = []
+        at = ws.match(text, start).end()  # type: ignore[union-attr]
+        if text.startswith("]", at):
+            return values, at + 1, True
+        while True:
+            try:
+                value, at = decoder.raw_decode(text, at)
+            except ValueError:
+                return values, at, False
+            values.append(value)
+            at = ws.match(text, at).end()  # type: ignore[union-attr]
+            if text.startswith(",", at):
+                at = ws.match(text, at + 1).end()  # type: ignore[union-attr]
+            elif text.startswith("]", at):
+                return values, at + 1, True
+            else:
+                return values, at, False
+
+    top: dict[str, Any] = {}
+    entries: list[Any] | None = None
+    bare = text.startswith("[", pos)
+    if bare:
+        entries, pos, closed = items(pos + 1)
+    elif text.startswith("{", pos):
+        pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
+        while True:
+            try:
+                key, after = decoder.raw_decode(text, pos)
+            except ValueError:
+                break
+            colon = ws.match(text, after).end()  # type: ignore[union-attr]
+            if not isinstance(key, str) or not text.startswith(":", colon):
+                break
+            pos = ws.match(text, colon + 1).end()  # type: ignore[union-attr]
+            if key == "entries" and text.startswith("[", pos):
+                entries, pos, closed = items(pos + 1)
+                top["entries"] = entries
+                if not closed:
+                    break
+            else:
+                try:
+                    top[key], pos = decoder.raw_decode(text, pos)
+                except ValueError:
+                    break
+            pos = ws.match(text, pos).end()  # type: ignore[union-attr]
+            if not text.startswith(",", pos):
+                break
+            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
+    else:
+        return None
+    kept = [e for e in entries or [] if _is_entry(e)]
+    if not kept and not any(k in top for k in ("version", "pg_config", "pg_status")):
+        return None
+    line = text.count("\n", 0, pos) + 1
+    where = f"byte {len(text[:pos].encode('utf-8'))} (line {line})"
+    return (kept if bare else top), where, line, len(kept)
 
 
 def _rank_from_manifest(manifest: Manifest, host: str | None) -> int | None:

@@ -40,6 +40,41 @@ class PlainUnpickler(pickle.Unpickler):
         raise UnsafePickleError("refused persistent id (only plain data is accepted)")
 
 
+class _PlainPyUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler with the same refusals; its stacks stay readable after an error."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Refuse every global reference, as :class:`PlainUnpickler` does."""
+        raise UnsafePickleError(f"refused global {module[:80]}.{name[:80]} (only plain data is accepted)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        """Refuse persistent ids, as :class:`PlainUnpickler` does."""
+        raise UnsafePickleError("refused persistent id (only plain data is accepted)")
+
+
+def partial_stacks(data: bytes, max_bytes: int = MAX_PICKLE_BYTES) -> tuple[list[list[Any]], int, str] | None:
+    """What a damaged pickle built before the damage: its open stack frames, outermost first.
+
+    Runs the pure-Python restricted unpickler (slower, used only once the C one has failed) and
+    returns (frames, byte position of the failure, error text), where each frame is the list of
+    objects pushed since the matching MARK (the outermost frame holds the top object). Objects
+    still under construction are in their frames, empty or partly filled. None when the pickle
+    decodes completely or is too large. :class:`UnsafePickleError` still propagates.
+    """
+    if len(data) > max_bytes:
+        return None
+    stream = io.BytesIO(data)
+    unpickler = _PlainPyUnpickler(stream)
+    try:
+        unpickler.load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # the damage: read what was built before it
+        frames = [*getattr(unpickler, "metastack", []), getattr(unpickler, "stack", [])]
+        return [list(f) for f in frames if isinstance(f, list)], stream.tell(), f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def loads(data: bytes, max_bytes: int = MAX_PICKLE_BYTES) -> Any:
     """Decode ``data`` as plain data.
 

@@ -42,12 +42,7 @@ IDS = [rel.split("/")[0] for rel, _ in DAMAGED]
 
 # Contract gaps found in the parsers, reported to their owners: (test, case) -> reason. Marked
 # non-strict xfail so the suite stays green and an XPASS shows when a parser closes the gap.
-KNOWN_GAPS = {
-    ("position", "fr_pickle_cut"): "flight_recorder: truncated pickle problem has no position",
-    ("position", "fr_json_cut"): "flight_recorder: truncated JSON problem has no position",
-    ("kept", "fr_pickle_cut"): "flight_recorder: truncated pickle keeps no entry read before the cut",
-    ("kept", "fr_json_cut"): "flight_recorder: truncated JSON keeps no entry read before the cut",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def known_gap(request: pytest.FixtureRequest, test: str, rel: str) -> None:

@@ -211,17 +211,51 @@ def test_wrong_types_are_counted_not_fatal(tmp_path: Path) -> None:
     assert ledger.rejected_by_reason == {"entry-not-a-dict": 1, "field-type": 1}
 
 
-def test_truncated_pickle_reports_a_problem(tmp_path: Path) -> None:
-    data = (FR / "healthy" / "pickle" / "comm_lib_trace_rank_0").read_bytes()
+@pytest.mark.parametrize("variant", ["pickle", "json"])
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.93])
+def test_truncated_dump_keeps_entries_before_the_cut(tmp_path: Path, variant: str, fraction: float) -> None:
+    name = "comm_lib_trace_rank_0" + (".json" if variant == "json" else "")
+    data = (FR / "healthy" / variant / name).read_bytes()
+    whole = ingest_serial(write_incident(tmp_path / "whole", {name: data}))
+    cut = int(len(data) * fraction)
+    result = ingest_serial(write_incident(tmp_path / "cut", {name: data[:cut]}))
+    problems = [p for p in result.summary.problems if p.file == name and not p.problem.startswith("info")]
+    entries = result.tables.df("fr_entries")
+    kept = entries.height
+    # Every complete entry before the cut is kept: exactly a prefix of the whole dump's entries.
+    expected = whole.tables.df("fr_entries").head(kept)
+    assert entries.select("record_id", "profiling_name", "collective_seq_id").equals(
+        expected.select("record_id", "profiling_name", "collective_seq_id")
+    )
+    assert 0 < kept < whole.tables.df("fr_entries").height or fraction == 0.1
+    assert len(problems) == 1, problems
+    what = "JSON" if variant == "json" else "pickle"
+    assert problems[0].problem.startswith(f"flight-recorder {what} truncated at byte ")
+    assert problems[0].problem.endswith(f"kept {kept} entries")
+    assert problems[0].line is not None
+    # The next cut point (one byte further) never keeps fewer entries: nothing is lost by position.
+    longer = ingest_serial(write_incident(tmp_path / "longer", {name: data[: cut + 200]}))
+    assert longer.tables.df("fr_entries").height >= kept
+
+
+def test_garbage_pickle_is_unreadable_not_truncated(tmp_path: Path) -> None:
     good = (FR / "healthy" / "pickle" / "comm_lib_trace_rank_1").read_bytes()
+    # An invalid opcode after the version: damaged (not cut), nothing to keep, still one problem.
+    garbage = b"\x80\x02}q\x00(X\x07\x00\x00\x00versionq\x01X\x04\x00\x00\x002.10q\x02\xff\xfe" + b"\x00" * 40
     result = ingest_serial(
-        write_incident(
-            tmp_path / "inc", {"comm_lib_trace_rank_0": data[: len(data) // 2], "comm_lib_trace_rank_1": good}
-        )
+        write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": garbage, "comm_lib_trace_rank_1": good})
     )
     problems = [p.problem for p in result.summary.problems if p.file == "comm_lib_trace_rank_0"]
-    assert len(problems) == 1 and "unreadable" in problems[0]
-    assert result.tables.df("fr_entries")["rank"].unique().to_list() == [1]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("flight-recorder pickle damaged at byte ") and problems[0].endswith(
+        "kept 0 entries"
+    )
+    # Pure garbage with a pickle header (claimed by its name) stays "unreadable".
+    result = ingest_serial(
+        write_incident(tmp_path / "g2", {"comm_lib_trace_rank_0": b"\x80\x02\xff" + b"\x00" * 9})
+    )
+    problems = [p.problem for p in result.summary.problems if p.file == "comm_lib_trace_rank_0"]
+    assert len(problems) == 1 and "unreadable" in problems[0], problems
 
 
 def test_rank_from_content_when_name_has_none(tmp_path: Path) -> None:
