@@ -17,7 +17,7 @@ from ..fr_analysis import (
     last_entry,
     pending_collectives,
 )
-from ..report import Affected, Culprit, Evidence, Severity, Verdict
+from ..report import Affected, Culprit, Evidence, Severity, Verdict, ranks_text
 from ..tables import Tables
 from .base import Detector
 
@@ -171,7 +171,7 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
         missing.append("the dumps carry no stack frames (JSON or includeStackTraces=False): no Python stacks")
     if primary.inferred_culprits:
         missing.append(
-            f"no dump records ranks {', '.join(map(str, primary.absent))} as members of group {group.label}: "
+            f"no dump records ranks {ranks_text(primary.absent)} as members of group {group.label}: "
             "they are inferred as the members it waits for (they wait in the group whose members wait here)"
         )
     if group.source == "inferred":
@@ -179,10 +179,18 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
             f"group {group.label} membership inferred from the entries (pg_config unusable); "
             "members that left no dump can only be listed for the default group"
         )
-    for rank in primary.no_record:
-        missing.append(f"rank {rank} has no record of group {group.label} (buffer wrapped or no pg_status)")
+    if primary.no_record:
+        many = len(primary.no_record) > 1
+        missing.append(
+            f"rank{'s' if many else ''} {ranks_text(primary.no_record)} ha{'ve' if many else 's'} no record of "
+            f"group {group.label} (buffer wrapped or no pg_status)"
+        )
     if not view.has_timing:
-        missing.append("no timing fields (duration_ms / time_discovered_*): how long ranks waited is unknown")
+        # Said once here rather than as a separate collective-timeout verdict on every gloo hang.
+        missing.append(
+            "no timing fields (duration_ms / time_discovered_*) and no dump time: how long ranks waited, "
+            "and whether a collective passed its timeout (collective-timeout), cannot be assessed"
+        )
     hung_groups = []
     for p in sorted(hung, key=lambda p: p.group.key):
         p_op, _ = _op_at(view, p)
@@ -206,12 +214,12 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
     hosts, span = host_span(view, waiting_all + roots)
     culprit_hosts = sorted({h for r in roots if (h := view.hosts.get(r))})
     behind = {str(r): primary.behind.get(r) for r in primary.culprits}
-    names = ", ".join(map(str, roots))
+    names = ranks_text(roots)
     plural = "s" if len(roots) > 1 else ""
     title = (
         f"Collective hang: rank{plural} {names} never issued {op or 'collective'} #{primary.seq} of group "
         f"{group.label} ({group.key}); rank{'s' if len(primary.waiting) > 1 else ''} "
-        f"{', '.join(map(str, primary.waiting))} wait in it"
+        f"{ranks_text(primary.waiting)} wait in it"
     )
     if len(hung) > 1:
         title += f"; {len(hung)} groups hung"

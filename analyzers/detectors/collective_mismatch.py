@@ -19,7 +19,7 @@ from ..fr_analysis import (
     frames_text,
     majority,
 )
-from ..report import Affected, Culprit, Severity, Verdict
+from ..report import Affected, Culprit, Severity, Verdict, ranks_text
 from ..tables import Tables
 from .base import Detector
 
@@ -309,7 +309,7 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
         row = entry_row(view, rank, group.key, first.seq)
         if row is not None and row.get("frames") is not None:
             stacks[str(rank)] = frames_text(row.get("frames"))
-    names = ", ".join(map(str, first.culprits)) or "undecided"
+    names = ranks_text(first.culprits) if first.culprits else "undecided"
     kind_text = {
         "op_type": "a different collective",
         "size": "different sizes",
@@ -321,7 +321,7 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
         title = (
             f"Collective mismatch in group {group.label} ({group.key}) at #{first.seq} ({op}): "
             f"rank{'s' if len(first.culprits) > 1 else ''} {names} issued {kind_text}; "
-            f"ranks {', '.join(map(str, first.majority_ranks))} agree"
+            f"ranks {ranks_text(first.majority_ranks)} agree"
         )
     else:
         title = (
@@ -332,7 +332,7 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
     if not first.strict:
         missing.append("no majority among the ranks: the deviating side cannot be told from the reference")
     if group.missing_dumps:
-        missing.append(f"ranks {', '.join(map(str, group.missing_dumps))} of the group left no dump")
+        missing.append(f"ranks {ranks_text(group.missing_dumps)} of the group left no dump")
     severity = Severity.ERROR if first.kind == "call_site" else Severity.CRITICAL
     culprit_hosts = sorted({h for r in first.culprits if (h := view.hosts.get(r))})
     affected = sorted(set(first.majority_ranks) | set(first.culprits))

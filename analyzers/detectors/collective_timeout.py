@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..fr_analysis import as_int, describe_entry, entry_row, evidence_for, fr_view
-from ..report import Affected, Severity, Verdict
+from ..report import Affected, Severity, Verdict, ranks_text
 from ..tables import Tables
 from .base import Detector
 
@@ -29,7 +29,8 @@ def detect(tables: Tables) -> list[Verdict]:
         before the newest timestamp in the dumps certainly outlived its timeout (the dump was
         taken no earlier than that timestamp). One error verdict per group, first seq first.
         When collectives are in flight but the dumps carry no dump time and no started or
-        completed timestamps (gloo), an info verdict says what is missing instead of guessing.
+        completed timestamps (gloo), nothing is reported (no guessing); the collective-hang
+        verdict says once in its missing evidence that timeouts could not be assessed.
 
     Known false positives:
         Host clocks that disagree by more than the timeout can make an in-flight collective
@@ -82,7 +83,7 @@ def detect(tables: Tables) -> list[Verdict]:
                 Verdict(
                     pattern="collective-timeout",
                     title=f"Collective timeout in group {label} ({key}) at #{seq} ({op}): {how} on ranks "
-                    f"{', '.join(map(str, ranks))}",
+                    f"{ranks_text(ranks)}",
                     severity=Severity.ERROR,
                     key=f"group={key} seq={seq}",
                     affected=Affected(
@@ -106,30 +107,6 @@ def detect(tables: Tables) -> list[Verdict]:
                 )
             )
         return verdicts
-    in_flight = calls.filter(~pl.col("done"))
-    if (
-        in_flight.height
-        and calls["started_ns"].null_count() == calls.height
-        and calls["completed_ns"].null_count() == calls.height
-    ):
-        ranks = sorted(set(in_flight["rank"].to_list()))
-        verdicts.append(
-            Verdict(
-                pattern="collective-timeout",
-                title=(
-                    f"Collective timeout not assessable: {in_flight.height} collective(s) in flight on ranks "
-                    f"{', '.join(map(str, ranks))} but the dumps carry no dump time and no start/completion times"
-                ),
-                severity=Severity.INFO,
-                key="timeout-unassessable",
-                affected=Affected(ranks=ranks),
-                missing_evidence=[
-                    "dump time (gloo/on-demand dumps record none): how long the collectives have been in flight",
-                    "time_discovered_started_ns / time_discovered_completed_ns (gloo never fills them)",
-                ],
-                details={"in_flight": in_flight.height, "ranks": ranks},
-            )
-        )
     return verdicts
 
 
