@@ -13,6 +13,7 @@ timestamps still keep their written order.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import polars as pl
@@ -97,11 +98,20 @@ def canonical_fields(fields: list[str] | tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(dcgm_fields.canonical(f)[0] for f in fields))
 
 
-def gpu_rows(tables: Tables, fields: list[str] | tuple[str, ...] | None = None) -> pl.DataFrame:
-    """``gpu_metrics`` rows that belong to a whole GPU, optionally only ``fields``, in reading order."""
-    if not tables.has("gpu_metrics"):
-        return tables.df("gpu_metrics").clear()
-    frame = tables.df("gpu_metrics")
+# Columns the signals read; passed as ``columns`` so large captures never copy ``labels``.
+SIGNAL_COLUMNS = [*GPU_KEY, "field", "metric", "value", "ts_ns", "source_file", "scrape", "source_line"]
+_READING_COLUMNS = [*GPU_KEY, "field", "value", "ts_ns", "source_file", "source_line"]
+_LAST_SEEN_COLUMNS = [*GPU_KEY, "ts_ns", "source_file", "source_line"]
+
+# Reading order of the whole-GPU rows, per gpu_metrics frame: one sort however many detectors ask.
+_ORDER_CACHE: dict[int, tuple[weakref.ref[pl.DataFrame], pl.Series]] = {}
+
+
+def _gpu_order(frame: pl.DataFrame) -> pl.Series:
+    """Row numbers of whole-GPU rows with a value, in reading order (cached per frame)."""
+    cached = _ORDER_CACHE.get(id(frame))
+    if cached is not None and cached[0]() is frame:
+        return cached[1]
     keep = (
         pl.any_horizontal(
             pl.col("gpu_index").is_not_null(),
@@ -111,9 +121,69 @@ def gpu_rows(tables: Tables, fields: list[str] | tuple[str, ...] | None = None) 
         & pl.col("mig_instance").is_null()
         & pl.col("value").is_not_null()
     )
+    # Only integer keys are sorted, never the wide rows: the file name becomes its lexical rank
+    # (few files), so the stable arg-sort gives the order of
+    # ``frame.filter(keep).sort(_ORDER, nulls_last=False, maintain_order=True)`` at a fraction of
+    # the cost (string keys make multi-column sorts of millions of rows slow).
+    files = sorted(frame.get_column("source_file").unique().cast(pl.String).drop_nulls().to_list())
+    keys = (
+        frame.lazy()
+        .with_row_index("_row")
+        .filter(keep)
+        .select(
+            "_row",
+            "ts_ns",
+            pl.col("source_file")
+            .replace_strict(files, list(range(len(files))), default=None, return_dtype=pl.UInt32)
+            .alias("_file"),
+            "scrape",
+            "source_line",
+        )
+        .collect()
+    )
+    # Rows usually arrive ordered by file, scrape and line (files one after the other, each in
+    # written order): then one stable sort by time gives the full order. Multi-column sorts of
+    # millions of rows with many equal times are far slower, so they are the fallback only.
+    tie = [
+        pl.col("_file"),
+        pl.col("scrape").cast(pl.Int64).fill_null(-1),
+        pl.col("source_line").fill_null(-1),
+    ]
+    nxt = [t.shift(-1) for t in tie]
+    in_order = (tie[0] < nxt[0]) | (
+        (tie[0] == nxt[0]) & ((tie[1] < nxt[1]) | ((tie[1] == nxt[1]) & (tie[2] <= nxt[2])))
+    )
+    if keys.select(in_order.fill_null(True).all()).item():
+        position = keys.select(pl.arg_sort_by("ts_ns", nulls_last=False, maintain_order=True)).to_series()
+    else:
+        position = keys.select(
+            pl.arg_sort_by(["ts_ns", "_file", "scrape", "source_line"], nulls_last=False, maintain_order=True)
+        ).to_series()
+    order = keys.get_column("_row").gather(position)
+    for key in [k for k, (ref, _) in _ORDER_CACHE.items() if ref() is None]:
+        del _ORDER_CACHE[key]
+    _ORDER_CACHE[id(frame)] = (weakref.ref(frame), order)
+    return order
+
+
+def gpu_rows(
+    tables: Tables, fields: list[str] | tuple[str, ...] | None = None, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """``gpu_metrics`` rows that belong to a whole GPU, optionally only ``fields``, in reading order.
+
+    ``columns`` limits the result to those columns (all when ``None``): with millions of rows,
+    copying only what a signal reads (not the ``labels`` map) is most of the cost.
+    """
+    if not tables.has("gpu_metrics"):
+        frame = tables.df("gpu_metrics").clear()
+        return frame.select(columns) if columns is not None else frame
+    frame = tables.df("gpu_metrics")
+    order = _gpu_order(frame)
     if fields is not None:
-        keep = keep & pl.col("field").is_in(canonical_fields(fields))
-    return frame.filter(keep).sort(_ORDER, nulls_last=False, maintain_order=True)
+        wanted = frame.get_column("field").gather(order).is_in(canonical_fields(fields))
+        order = order.filter(wanted)
+    source = frame.select(columns) if columns is not None else frame
+    return source[order]
 
 
 def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
@@ -122,7 +192,7 @@ def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
     ``delta`` is ``last_value - first_value`` (negative after a counter reset, e.g. a driver
     reload); ``source_file``/``source_line`` point at the last reading.
     """
-    rows = gpu_rows(tables, fields)
+    rows = gpu_rows(tables, fields, _READING_COLUMNS)
     if rows.height == 0:
         return pl.DataFrame(schema=DELTA_SCHEMA)
     grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
@@ -143,7 +213,7 @@ def latest_values(tables: Tables, fields: list[str]) -> pl.DataFrame:
     For ``DCGM_FI_DEV_XID_ERRORS`` this is the last Xid the GPU reported since the exporter or
     driver started (the value is sticky): weak corroboration for kernel-log Xids, not an event.
     """
-    rows = gpu_rows(tables, fields)
+    rows = gpu_rows(tables, fields, _READING_COLUMNS)
     if rows.height == 0:
         return pl.DataFrame(schema=LATEST_SCHEMA)
     grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
@@ -162,7 +232,26 @@ def vanished_series(tables: Tables) -> pl.DataFrame:
     other GPU of the host reported at that last time. Blank values are dropped at parse time, so
     a series that goes blank ends the same way as one that stops. Needs known times (``ts_ns``).
     """
-    rows = gpu_rows(tables).filter(pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null())
+    if not tables.has("gpu_metrics"):
+        return pl.DataFrame(schema=VANISHED_SCHEMA)
+    frame = tables.df("gpu_metrics")
+    cached = _VANISHED_CACHE.get(id(frame))
+    if cached is not None and cached[0]() is frame:
+        return cached[1].clone()
+    result = _vanished(tables)
+    _VANISHED_CACHE.clear()  # one incident at a time: keep only the latest frame's answer
+    _VANISHED_CACHE[id(frame)] = (weakref.ref(frame), result)
+    return result.clone()
+
+
+# Several detectors ask for the vanished GPUs of the same frame; computed once.
+_VANISHED_CACHE: dict[int, tuple[weakref.ref[pl.DataFrame], pl.DataFrame]] = {}
+
+
+def _vanished(tables: Tables) -> pl.DataFrame:
+    rows = gpu_rows(tables, None, _LAST_SEEN_COLUMNS).filter(
+        pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null()
+    )
     if rows.height == 0:
         return pl.DataFrame(schema=VANISHED_SCHEMA)
     per_gpu = rows.group_by(GPU_KEY, maintain_order=True).agg(
@@ -194,7 +283,7 @@ def idle_outliers(tables: Tables) -> pl.DataFrame:
     that never worked). Hosts with one GPU give nothing. The hang window is the caller's concern:
     the correlation stage compares ``idle_from_ts_ns`` with the stall time.
     """
-    rows = gpu_rows(tables, UTIL_FIELDS).filter(pl.col("host").is_not_null())
+    rows = gpu_rows(tables, UTIL_FIELDS, SIGNAL_COLUMNS).filter(pl.col("host").is_not_null())
     if rows.height == 0:
         return pl.DataFrame(schema=IDLE_SCHEMA)
     # One utilisation field per host: the preferred one where present.
@@ -206,7 +295,10 @@ def idle_outliers(tables: Tables) -> pl.DataFrame:
         pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"),
         pl.when(pl.col("field") == "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
         .then(pl.lit(1.0))
-        .when((pl.col("value").max().over("host") <= 1.0) & pl.col("metric").str.ends_with("_RATIO"))
+        .when(
+            (pl.col("value").max().over("host") <= 1.0)
+            & pl.col("metric").cast(pl.String).str.ends_with("_RATIO")
+        )
         .then(pl.lit(1.0))
         .otherwise(pl.lit(100.0))
         .alias("scale"),

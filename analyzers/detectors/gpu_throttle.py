@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from .. import dcgm_fields
-from ..dcgm_signals import GPU_KEY, counter_deltas, gpu_rows, rank_for_gpu
+from ..dcgm_signals import GPU_KEY, SIGNAL_COLUMNS, counter_deltas, gpu_rows, rank_for_gpu
 from ..report import Affected, Culprit, Evidence, GpuRef, Severity, Verdict, excerpt
 from ..tables import Tables
 from .base import Detector
@@ -137,7 +137,7 @@ def _gpu_name(key: tuple[Any, ...]) -> str:
 
 
 def _reason_bits(tables: Tables, finding: Any) -> None:
-    rows = gpu_rows(tables, [REASONS_FIELD])
+    rows = gpu_rows(tables, [REASONS_FIELD], SIGNAL_COLUMNS)
     if rows.height == 0:
         return
     rows = rows.with_columns(pl.col("value").cast(pl.Int64).alias("mask"))
@@ -217,7 +217,9 @@ def _event_counts(tables: Tables, finding: Any) -> None:
 
 
 def _low_clocks(tables: Tables, finding: Any) -> None:
-    rows = gpu_rows(tables, [SM_CLOCK_FIELD, UTIL_FIELD, REASONS_FIELD]).filter(pl.col("host").is_not_null())
+    rows = gpu_rows(tables, [SM_CLOCK_FIELD, UTIL_FIELD, REASONS_FIELD], SIGNAL_COLUMNS).filter(
+        pl.col("host").is_not_null()
+    )
     if rows.height == 0 or not rows.get_column("field").eq(SM_CLOCK_FIELD).any():
         return
     rows = rows.with_columns(pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"))
@@ -340,7 +342,7 @@ def _details(item: _Finding) -> dict[str, Any]:
 
 
 def _verdicts(tables: Tables, findings: dict[tuple[Any, ...], _Finding]) -> list[Verdict]:
-    all_gpus = gpu_rows(tables).select(GPU_KEY).unique()
+    all_gpus = gpu_rows(tables, None, GPU_KEY).unique()
     gpus_per_host = dict(all_gpus.group_by("host").len().iter_rows())
     by_host: dict[Any, list[_Finding]] = {}
     for item in findings.values():

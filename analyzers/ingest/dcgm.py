@@ -27,6 +27,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import dcgm_fields
 from ..report import Problem
@@ -46,6 +47,7 @@ R_NOT_SERIES = "query result that is not a series (scalar/string)"
 REASONS = (R_BLANK, R_SENTINEL, R_NAN, R_INF, R_BAD_VALUE, R_MALFORMED, R_NO_VALUE, R_NOT_SERIES)
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
+_DICT = pa.dictionary(pa.int32(), pa.string())
 
 # --- sniffing -----------------------------------------------------------------------------------
 _SNIFF_EXPO_DCGM = re.compile(r"^(?:# (?:HELP|TYPE) )?(?:DCGM_|dcgm_)\w*(?:\{|\s+[-+\dNI.])", re.M)
@@ -377,6 +379,24 @@ def _classify_values(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(value=as_float, reject=reject)
 
 
+# Below every DCGM blank sentinel: a finite reading under it is accepted whatever its kind.
+_SENTINEL_FLOOR = float(min(dcgm_fields.INT32_BLANK, dcgm_fields.FP64_BLANK))
+
+
+def _classify_or_accept(frame: pl.DataFrame) -> pl.DataFrame:
+    """``value`` for every row when all are plain finite numbers below the sentinels, else classify.
+
+    Real exports are almost all plain numbers: one cast and one check instead of the full
+    classification (strip, integer cast, sentinel rules) over millions of rows. Any other row
+    sends the whole frame through :func:`_classify_values`, so results never differ.
+    """
+    value = pl.col("value_text").cast(pl.Float64, strict=False)
+    plain = frame.select(value.alias("value"), (value.abs() < _SENTINEL_FLOOR).alias("plain"))
+    if plain.get_column("plain").null_count() == 0 and plain.get_column("plain").all():
+        return frame.with_columns(plain.get_column("value"))
+    return _classify_values(frame)
+
+
 def _count_rejects(frame: pl.DataFrame, out: ParseOutput, rel: str) -> pl.DataFrame:
     """Count rejected rows by reason (one problem for values that are not numbers) and keep the rest."""
     rejected = frame.filter(pl.col("reject").is_not_null())
@@ -446,24 +466,31 @@ def _finish(
         series_frame.get_column("kind").gather(series_col).alias("kind"),
         series_frame.get_column("metric").gather(series_col).alias("metric"),
     )
-    frame = _classify_values(frame)
-    frame = _count_rejects(frame, out, ctx.rel)
+    frame = _classify_or_accept(frame)
+    if "reject" in frame.columns:
+        frame = _count_rejects(frame, out, ctx.rel)
     if frame.height == 0:
         return None
-    series_index = frame.get_column("series").to_arrow()
-    gathered = series_frame.drop("kind", "series").to_arrow().take(series_index)
-    own = frame.select(
-        pl.lit(ctx.rel, dtype=pl.String).alias("source_file"),
-        "source_line",
-        "ts_ns",
-        "ts_origin",
-        "value",
-        "scrape",
-    ).to_arrow()
-    labels = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
-    columns = {name: own.column(name) for name in own.column_names}
-    columns.update({name: gathered.column(name) for name in gathered.column_names})
-    columns["labels"] = labels
+    # Per-series strings become dictionary columns over the series number (no per-row strings);
+    # numbers and the labels map are gathered.
+    series_index = frame.get_column("series").cast(pl.Int32).to_arrow()
+    facts = series_frame.drop("kind", "series").to_arrow()
+    columns: dict[str, Any] = {}
+    for name in facts.column_names:
+        fact = facts.column(name).combine_chunks()
+        if pa.types.is_string(fact.type) or pa.types.is_large_string(fact.type):
+            columns[name] = pa.DictionaryArray.from_arrays(series_index, fact.cast(pa.string()))
+        else:
+            columns[name] = fact.take(series_index)
+    own = frame.select("source_line", "ts_ns", "value", "scrape").to_arrow()
+    columns.update({name: own.column(name) for name in own.column_names})
+    columns["ts_origin"] = pc.dictionary_encode(
+        frame.get_column("ts_origin").cast(pl.String).to_arrow()
+    ).cast(_DICT)
+    columns["source_file"] = pa.DictionaryArray.from_arrays(
+        pa.nulls(frame.height, pa.int32()).fill_null(0), pa.array([ctx.rel], pa.string())
+    )
+    columns["labels"] = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
     return pa.table(columns)
 
 
@@ -676,6 +703,120 @@ _PROM_SCHEMA: dict[str, pl.DataType] = {
 _METRIC_OBJECT = re.compile(r'"metric"\s*:\s*(\{[^{}]*\})')
 
 
+_VALUES_KEY = b'"values":['
+# A value that CSV reading could have changed, or that JSON would not give as a plain string.
+_CSV_UNSAFE = r'[\s\[\],"\\]|^(?:null|true|false)$'
+
+
+def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Table | bool | None:
+    """Compact range-query matrices: every ``values`` array read as CSV, the rest as small JSON.
+
+    In valid JSON the bytes ``"values":[`` only occur as a key, so each series' points are the
+    bytes up to the next ``]]``. With those cut out, the remaining skeleton (status, label
+    objects) is small and read with the stdlib, which also checks it. The points, turned into
+    ``time,"value"`` lines, go through Polars' CSV reader (far faster than a JSON reader for
+    millions of pairs). Any doubt (whitespace, escapes, ``null``, points that are not pairs, a
+    ``value`` vector) returns ``False`` and the JSON readers decide, so results never differ.
+    """
+    import io
+
+    starts: list[int] = []
+    ends: list[int] = []
+    position = data.find(_VALUES_KEY)
+    while position >= 0:
+        start = position + len(_VALUES_KEY)
+        if data.startswith(b"]", start):  # empty list
+            end = start
+        elif data.startswith(b"[", start):
+            end = data.find(b"]]", start)
+            if end < 0:
+                return False
+            end += 1  # keep the outer closing bracket out of the points
+        else:
+            return False
+        starts.append(start)
+        ends.append(end)
+        position = data.find(_VALUES_KEY, end)
+    if not starts:
+        return False
+    skeleton = bytearray()
+    previous = 0
+    for start, end in zip(starts, ends, strict=True):
+        skeleton += data[previous:start]
+        previous = end
+    skeleton += data[previous:]
+    try:
+        document = json.loads(bytes(skeleton))
+        result = document["data"]["result"]
+        if document.get("status") != "success" or document["data"].get("resultType") != "matrix":
+            return False
+    except (ValueError, TypeError, KeyError):
+        return False
+    if not isinstance(result, list) or len(result) != len(starts):
+        return False
+    label_sets: list[dict[str, str]] = []
+    metrics: list[str] = []
+    for series in result:
+        if not isinstance(series, dict) or series.get("values") != [] or "value" in series:
+            return False
+        metric = series.get("metric") or {}
+        if not isinstance(metric, dict):
+            return False
+        labels = {str(k): str(v) for k, v in metric.items()}
+        metrics.append(labels.pop("__name__", "") or "")
+        label_sets.append(labels)
+    # Points of one series: [t,"v"],[t,"v"] → t,"v" lines.
+    chunks: list[bytes] = []
+    counts: list[int] = []
+    for start, end in zip(starts, ends, strict=True):
+        if end == start:
+            counts.append(0)
+            continue
+        body = data[start + 1 : end - 1]
+        counts.append(body.count(b"],[") + 1)
+        chunks.append(body.replace(b"],[", b"\n"))
+    total = sum(counts)
+    if total == 0:
+        return False
+    try:
+        points = pl.read_csv(
+            io.BytesIO(b"\n".join(chunks)),
+            has_header=False,
+            new_columns=["t", "value_text"],
+            schema_overrides={"t": pl.String, "value_text": pl.String},
+            quote_char='"',
+        )
+    except Exception:  # a point that is not a pair, or anything else: the JSON readers decide
+        return False
+    if points.width != 2 or points.height != total:
+        return False
+    seconds = pl.col("t").cast(pl.Float64, strict=False)
+    check = points.select(
+        seconds.null_count().alias("bad_t"),
+        pl.col("value_text").null_count().alias("null_v"),
+        pl.col("value_text").str.contains(_CSV_UNSAFE).any().alias("unsafe_v"),
+    ).row(0)
+    if check[0] or check[1] or check[2]:
+        return False
+    present = [(index, count) for index, count in enumerate(counts) if count]
+    series_ids = pl.select(
+        pl.lit(pl.Series([i for i, _ in present], dtype=pl.Int64))
+        .repeat_by(pl.lit(pl.Series([c for _, c in present], dtype=pl.UInt32)))
+        .explode()
+        .alias("series")
+    ).to_series()
+    samples = points.select(
+        series_ids,
+        ((seconds * 1000).round(0).cast(pl.Int64) * 1_000_000).alias("ts_ns"),
+        "value_text",
+    ).with_columns(
+        (pl.col("series") + 1).alias("source_line"),
+        pl.lit("sample").alias("ts_origin"),
+        pl.lit(0, dtype=pl.Int32).alias("scrape"),
+    )
+    return _finish(samples, label_sets, metrics, ctx, out)
+
+
 def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput) -> pa.Table | bool | None:
     """Large range queries: Polars' JSON reader for the points, the stdlib only for label objects.
 
@@ -725,7 +866,9 @@ def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput)
 
 def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | None = None) -> pa.Table | None:
     if data is not None and len(data) > 1_000_000:
-        fast = _parse_json_fast(ctx, data, text, out)
+        fast = _parse_matrix_csv(ctx, data, out)
+        if fast is False:
+            fast = _parse_json_fast(ctx, data, text, out)
         if fast is not False:
             return fast if isinstance(fast, pa.Table) else None
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tests.helpers.tables import tables_from_rows
 from tracecore.analyzers import dcgm_fields, dcgm_signals
 from tracecore.analyzers.ingest.base import FileContext
 from tracecore.analyzers.ingest.dcgm import DcgmParser
@@ -207,3 +208,103 @@ def test_field_table_names_old_and_new() -> None:
     assert not dcgm_fields.is_blank(2147483632.0, "int64", True)
     assert dcgm_fields.is_blank(140737488355328.0, "double", False)
     assert not dcgm_fields.is_blank(652.25, "double", False)
+
+
+def _naive_order(tables: Tables) -> pl.DataFrame:
+    """The reading order by definition: filter, then a stable sort on the order keys."""
+    frame = tables.df("gpu_metrics")
+    keep = (
+        pl.any_horizontal(
+            pl.col("gpu_index").is_not_null(),
+            pl.col("pci_bus_id").is_not_null(),
+            pl.col("gpu_uuid").is_not_null(),
+        )
+        & pl.col("mig_instance").is_null()
+        & pl.col("value").is_not_null()
+    )
+    return frame.filter(keep).sort(
+        ["ts_ns", "source_file", "scrape", "source_line"], nulls_last=False, maintain_order=True
+    )
+
+
+def test_gpu_rows_order_matches_a_full_sort_in_and_out_of_file_order() -> None:
+    # Rows in file/scrape/line order (one stable sort by time suffices) and rows that are not
+    # (files listed out of order, a null time, a MIG row, a row without GPU identity).
+    base = {"host": "node-0", "field": "DCGM_FI_DEV_GPU_TEMP", "metric": "DCGM_FI_DEV_GPU_TEMP"}
+    ordered = [
+        {
+            **base,
+            "source_file": "a.prom",
+            "source_line": 1,
+            "scrape": 0,
+            "gpu_index": 0,
+            "ts_ns": 20,
+            "value": 1.0,
+        },
+        {
+            **base,
+            "source_file": "a.prom",
+            "source_line": 2,
+            "scrape": 0,
+            "gpu_index": 1,
+            "ts_ns": 10,
+            "value": 2.0,
+        },
+        {
+            **base,
+            "source_file": "a.prom",
+            "source_line": 3,
+            "scrape": 1,
+            "gpu_index": 0,
+            "ts_ns": 10,
+            "value": 3.0,
+        },
+        {
+            **base,
+            "source_file": "b.prom",
+            "source_line": 1,
+            "scrape": 0,
+            "gpu_index": 0,
+            "ts_ns": None,
+            "value": 4.0,
+        },
+        {
+            **base,
+            "source_file": "b.prom",
+            "source_line": 2,
+            "scrape": 0,
+            "gpu_index": 1,
+            "ts_ns": 20,
+            "value": 5.0,
+        },
+    ]
+    shuffled = [ordered[3], ordered[4], *ordered[:3]]
+    shuffled += [
+        {
+            **base,
+            "source_file": "a.prom",
+            "source_line": 9,
+            "gpu_index": 0,
+            "mig_instance": "1",
+            "ts_ns": 5,
+            "value": 6.0,
+        },
+        {
+            "host": "node-0",
+            "field": "up",
+            "metric": "up",
+            "source_file": "a.prom",
+            "source_line": 8,
+            "ts_ns": 5,
+            "value": 1.0,
+        },
+    ]
+    for rows in (ordered, shuffled):
+        tables = tables_from_rows(gpu_metrics=rows)
+        got = dcgm_signals.gpu_rows(tables)
+        expected = _naive_order(tables)
+        assert got.get_column("value").to_list() == expected.get_column("value").to_list()
+        assert got.get_column("value").to_list() == [4.0, 2.0, 3.0, 1.0, 5.0]
+        narrow = dcgm_signals.gpu_rows(tables, ["DCGM_FI_DEV_GPU_TEMP"], ["gpu_index", "value"])
+        assert narrow.columns == ["gpu_index", "value"]
+        assert narrow.get_column("value").to_list() == [4.0, 2.0, 3.0, 1.0, 5.0]

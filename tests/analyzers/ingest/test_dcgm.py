@@ -535,3 +535,41 @@ def test_nvlink_template_labels_and_crlf_lines() -> None:
         "node-1",
     )
     assert row["labels"]["nvlink"] == "3"
+
+
+def test_large_matrix_csv_path_equals_the_json_reader() -> None:
+    # > 1 MB compact range query with blank, NaN, sentinel, text values, an empty series and a
+    # fractional time: the CSV reading of the points must give exactly what the JSON reader gives.
+    result = []
+    for gpu in range(8):
+        values = [[1_795_766_400 + i * 15, str(1980 - i % 7)] for i in range(8000)]
+        result.append(
+            {
+                "metric": {"__name__": "DCGM_FI_DEV_SM_CLOCK", "gpu": str(gpu), "Hostname": "node-1"},
+                "values": values,
+            }
+        )
+    result[0]["values"][3][1] = "NaN"
+    result[0]["values"][4][1] = ""
+    result[1]["values"][0][1] = "9223372036854775794"
+    result[2]["values"] = []
+    result[3]["values"][5][0] = 1_795_766_400.5
+    result[4]["metric"]["note"] = 'a"],[b'
+    result[5]["values"][7][1] = "abc"
+    data = json.dumps(
+        {"status": "success", "data": {"resultType": "matrix", "result": result}}, separators=(",", ":")
+    ).encode()
+    assert len(data) > 1_000_000
+    ctx = FileContext(path=Path("m.json"), rel="m.json", data=data, host_hint=None, manifest=Manifest())
+    fast, slow = ParseOutput(), ParseOutput()
+    by_csv = dcgm_ingest._parse_matrix_csv(ctx, data, fast)
+    by_json = dcgm_ingest._parse_json_fast(ctx, data, data.decode(), slow)
+    assert by_csv is not False and by_csv is not None and by_json is not False and by_json is not None
+    assert not isinstance(by_csv, bool) and not isinstance(by_json, bool)
+    assert by_csv.num_rows == 8 * 8000 - 8000 - 4 == 55996
+    assert by_csv.equals(by_json)
+    assert fast.rejected == slow.rejected
+    assert [str(p) for p in fast.problems] == [str(p) for p in slow.problems]
+    # Pretty-printed JSON is left to the JSON readers.
+    spaced = json.dumps(json.loads(data)).encode()
+    assert dcgm_ingest._parse_matrix_csv(ctx, spaced, ParseOutput()) is False
