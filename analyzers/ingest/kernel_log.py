@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from ..report import Problem
 from ..selftel import SourceWire
+from ..tables.schemas import KERNEL_EVENTS
 from ..xid_catalog import lookup as xid_lookup
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, WEAK_CLAIM, FileContext, ParseOutput, SourceParser
 from .manifest import Manifest, normalize_pci, tzinfo_for
@@ -387,27 +388,39 @@ def _split_lines(data: bytes) -> pl.Series:
 
 def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
     lines = _split_lines(ctx.data) if ctx.data else pl.Series("raw", [], dtype=pl.String)
-    frame = (
-        pl.DataFrame({"raw": lines})
-        .with_row_index("idx", offset=1)
-        .with_columns(pl.col("idx").cast(pl.Int64))
-    )
+    frame = pl.DataFrame({"raw": lines, "idx": pl.int_range(1, lines.len() + 1, dtype=pl.Int64, eager=True)})
     raw = frame["raw"]
-    # Blank lines are null after splitting; whitespace-only lines count as blank too.
-    blank = raw.is_null() | ~raw.str.contains(r"\S").fill_null(False)
-    too_long = (raw.str.len_bytes() > MAX_LINE_CHARS).fill_null(False) & (
-        raw.str.len_chars() > MAX_LINE_CHARS
-    ).fill_null(False)
-    binary = raw.str.contains("\x00", literal=True).fill_null(False)
-    suspicious = raw.str.contains("\ufffd", literal=True).fill_null(False)
+    # Blank lines are null after splitting. Whitespace-only lines match no envelope, so they are
+    # dropped with the lines no envelope claims (``_drop_blank``): no per-line test here.
+    empty = raw.is_null()
+    # Byte length bounds the character length: count characters only when some line is long.
+    long_bytes = (raw.str.len_bytes() > MAX_LINE_CHARS).fill_null(False)
+    if long_bytes.any():
+        too_long = long_bytes & (raw.str.len_chars() > MAX_LINE_CHARS).fill_null(False)
+    else:
+        too_long = long_bytes
+    # A NUL byte anywhere is rare: look at the bytes once before testing every line.
+    if b"\x00" in ctx.data:
+        binary = raw.str.contains("\x00", literal=True).fill_null(False)
+    else:
+        binary = pl.repeat(False, raw.len(), dtype=pl.Boolean, eager=True)
+    # U+FFFD in a line comes from invalid UTF-8 (replaced while splitting) or is in the bytes
+    # (EF BF BD): valid UTF-8 without any 0xEF byte needs no per-line test.
+    if b"\xef" in ctx.data or not _valid_utf8(ctx.data):
+        suspicious = raw.str.contains("\ufffd", literal=True).fill_null(False)
+    else:
+        suspicious = pl.repeat(False, raw.len(), dtype=pl.Boolean, eager=True)
     if suspicious.any():
         # Mostly-undecodable lines are binary garbage; a stray bad byte in a real line is kept.
         share = raw.str.count_matches("\ufffd", literal=True) / raw.str.len_chars()
         binary = binary | (suspicious & (share > 0.2)).fill_null(False)
-    bad = (too_long | binary) & ~blank
+    bad = too_long | binary
     if bad.any():
-        n_long = int((too_long & ~blank).sum())
-        n_bin = int((binary & ~too_long & ~blank).sum())
+        blank = empty | ~raw.str.contains(r"\S").fill_null(False)
+        bad = bad & ~blank
+    if bad.any():
+        n_long = int((too_long & bad).sum())
+        n_bin = int((binary & ~too_long & bad).sum())
         first = int(frame.filter(bad)["idx"][0])
         if n_long:
             out.reject("line_too_long", n_long)
@@ -420,9 +433,26 @@ def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
                 f"{n_bin + n_long} unreadable lines (binary or longer than {MAX_LINE_CHARS} chars) skipped",
             )
         )
-    drop = bad | blank
+    drop = bad | empty
     # One filter at most: most files have nothing to drop, and filtering copies every string.
     return frame.filter(~drop) if drop.any() else frame
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8 (Arrow's validator over the bytes, without a copy)."""
+    offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
+    array = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _drop_blank(rest: pl.DataFrame) -> pl.DataFrame:
+    """Lines no envelope claimed, less the whitespace-only ones (blank lines are not records)."""
+    blank = ~rest["raw"].str.contains(r"\S").fill_null(False)
+    return rest.filter(~blank) if blank.any() else rest
 
 
 def _dominant(frame: pl.DataFrame) -> list[str]:
@@ -439,7 +469,6 @@ def _dominant(frame: pl.DataFrame) -> list[str]:
 
 _ENV_COLUMNS = {
     "idx": pl.Int64,
-    "indented": pl.Boolean,
     "msg": pl.String,
     "ts_text": pl.String,
     "host": pl.String,
@@ -530,15 +559,25 @@ def _env_part(
     if name == "json":
         return _env_json(part)
     if name == "uptime":
-        # Hot path for raw dmesg: cut at the first "]" instead of running a regex replace.
-        close = pl.col("raw").str.find("]", literal=True)
-        stamp = pl.col("raw").str.slice(1, close - 1).str.strip_chars(" ")
-        return _finish(
-            part,
-            msg=pl.col("raw").str.slice(close + 1).str.strip_prefix(" "),
-            ts_text=stamp,
-            uptime_s=stamp.cast(pl.Float64, strict=False),
+        # Hot path for raw dmesg: cut at the first "]" instead of running a regex replace. Each
+        # intermediate is materialised once (an expression used twice is evaluated twice).
+        raw = pl.col("raw")
+        cut = part.select(
+            "idx",
+            raw.str.find("]", literal=True).alias("_close"),
+            raw.str.find("] ", literal=True).alias("_spaced"),
         )
+        close = cut["_close"]
+        # "] " is the rule: one slice past it (stripping the space would copy every message again).
+        spaced = bool((cut["_spaced"] == close).fill_null(False).all())
+        frame = part.select(
+            "idx",
+            (raw.str.slice(close + 2) if spaced else raw.str.slice(close + 1).str.strip_prefix(" ")).alias(
+                "msg"
+            ),
+            raw.str.slice(1, close - 1).str.strip_chars(" ").alias("ts_text"),
+        )
+        return _finish(frame, uptime_s=pl.col("ts_text").cast(pl.Float64, strict=False))
     part = _cut(part, regex)
     prefix = pl.col("prefix")
     if name == "kmsg":
@@ -730,15 +769,11 @@ def _env_json(part: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _envelopes(frame: pl.DataFrame, order: tuple[str, ...], clock: _FileClock) -> pl.DataFrame:
+def _envelopes(
+    frame: pl.DataFrame, order: tuple[str, ...], clock: _FileClock, top: bool = False
+) -> pl.DataFrame:
     parts: list[pl.DataFrame] = []
-    rest = (
-        frame.with_columns(
-            (pl.col("raw").str.starts_with(" ") | pl.col("raw").str.starts_with("\t")).alias("indented")
-        )
-        if "indented" not in frame.columns
-        else frame
-    )
+    rest = frame
 
     def recurse(inner: pl.DataFrame, allowed: tuple[str, ...]) -> pl.DataFrame:
         return _envelopes(inner, allowed, clock)
@@ -754,6 +789,8 @@ def _envelopes(frame: pl.DataFrame, order: tuple[str, ...], clock: _FileClock) -
         else:
             part, rest = rest.filter(mask), rest.filter(~mask)
         parts.append(_env_part(name, part, clock, recurse))
+    if rest.height and top:
+        rest = _drop_blank(rest)
     if rest.height:
         parts.append(_finish(_cut(rest, RE_NONE)))
     if not parts:
@@ -765,7 +802,10 @@ def _anchor_uptime(env: pl.DataFrame, clock: _FileClock, rel: str) -> pl.DataFra
     """Wall time for uptime-only rows, from lines carrying both stamps or the manifest boot time."""
     if env["uptime_s"].null_count() == env.height:
         return env
-    env = env.sort("idx")
+    # Single-envelope files are already in line order: skip the full gather a sort costs.
+    env = env if env["idx"].is_sorted() else env.sort("idx")
+    if clock.boot_ns is None and env["ts_ns"].null_count() == env.height:
+        return env  # no line carries wall time and no boot time is known: nothing to anchor
     up = pl.col("uptime_s").forward_fill()
     env = env.with_columns(((up < up.shift(1) - 1.0).fill_null(False).cum_sum()).alias("_boot"))
     anchors = (
@@ -1185,13 +1225,16 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
     head_text = ctx.data[:65536].decode("utf-8", errors="replace")
     clock = _file_clock(ctx, head_text, ctx.host_hint)
     order = tuple(_dominant(frame))
-    env = _envelopes(frame, order, clock)
-    n_json_bad = int(env.filter(pl.col("drop") & pl.col("msg").is_null()).height)
-    if n_json_bad:
-        out.reject("json_invalid", n_json_bad)
-        first = int(env.filter(pl.col("drop") & pl.col("msg").is_null())["idx"].min())  # type: ignore[arg-type]
-        out.problems.append(Problem(ctx.rel, first, f"{n_json_bad} journal JSON lines without a MESSAGE"))
-    env = env.filter(~pl.col("drop").fill_null(False)).drop("drop")
+    env = _envelopes(frame, order, clock, top=True)
+    drop = env["drop"].fill_null(False)
+    if drop.any():  # filtering copies every column: only when something is dropped
+        n_json_bad = int(env.filter(pl.col("drop") & pl.col("msg").is_null()).height)
+        if n_json_bad:
+            out.reject("json_invalid", n_json_bad)
+            first = int(env.filter(pl.col("drop") & pl.col("msg").is_null())["idx"].min())  # type: ignore[arg-type]
+            out.problems.append(Problem(ctx.rel, first, f"{n_json_bad} journal JSON lines without a MESSAGE"))
+        env = env.filter(~drop)
+    env = env.drop("drop")
     out.records = env.height
 
     # Host: content first ("localhost" names nothing), then the path.
@@ -1207,11 +1250,17 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
         .alias("host")
     )
     env = _anchor_uptime(env, clock, ctx.rel)
-    env = env.with_columns(pl.col("msg").fill_null("").str.strip_chars_end())
+    msg = env["msg"]
+    if msg.null_count():
+        msg = msg.fill_null("")
+    env = env.with_columns(msg.str.strip_chars_end())
 
     interesting_mask = env["msg"].str.contains(RE_INTERESTING)
-    hot = env.filter(interesting_mask)
-    cold = env.filter(~interesting_mask)
+    if interesting_mask.any():
+        hot = env.filter(interesting_mask)
+        cold = env.filter(~interesting_mask)
+    else:
+        hot, cold = env.clear(), env
 
     if hot.height:
         unique = hot.select("msg").unique()
@@ -1385,42 +1434,44 @@ def _assemble(hot: pl.DataFrame, cold: pl.DataFrame) -> pl.DataFrame:
 def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
     """Identical messages of one host become one row: count, first and last time (file order kept)."""
     key = pl.col("msg").hash()
-    if rows["host"].n_unique() > 1:
+    host = rows["host"]
+    if host.len() and (host.null_count() or not bool((host == host[0]).all())):
         key = key ^ pl.col("host").fill_null("").hash()
     # Classified rows come before the other lines; each part is in line order, which is all the
     # first-occurrence rule needs (a message is either classified or not, never both). Sorting
     # the whole table would cost a full gather of every column.
     hashes = rows.select(key).to_series()
-    first = hashes.is_first_distinct()
-    if first.all():
+    # Repeated hashes from one sort (adjacent equal values): much cheaper than a hash-set pass
+    # over every row; the first-occurrence test then runs on the repeated rows only.
+    ordered = hashes.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
+    if repeated.len() == 0:
         return rows.with_columns(
             pl.lit(1, dtype=pl.Int64).alias("count"), pl.col("ts_ns").alias("last_ts_ns")
         )
     # Only the repeated messages are grouped; the (usually many) unique lines pass straight through.
-    repeated = hashes.filter(~first).unique()
     dup = hashes.is_in(repeated.implode())
-    rows = rows.with_columns(hashes.alias("_h"))
-    stats = (
-        rows.filter(dup)
+    ts = rows["ts_ns"]
+    groups = (
+        pl.DataFrame({"_pos": dup.arg_true(), "_h": hashes.filter(dup), "_ts": ts.filter(dup)})
         .group_by("_h")
         .agg(
+            pl.col("_pos").first(),  # rows keep their order inside a group: the first occurrence
             pl.len().cast(pl.Int64).alias("_n"),
-            pl.col("ts_ns").drop_nulls().first().alias("_first"),
-            pl.col("ts_ns").drop_nulls().last().alias("_last"),
+            pl.col("_ts").drop_nulls().first().alias("_first"),
+            pl.col("_ts").drop_nulls().last().alias("_last"),
         )
     )
-    # Look the few repeated hashes up instead of joining every kept row.
-    kept = rows.filter(first)
-    h = pl.col("_h")
-    return kept.with_columns(
-        h.replace_strict(stats["_h"], stats["_n"], default=1, return_dtype=pl.Int64).alias("count"),
-        pl.coalesce(
-            h.replace_strict(stats["_h"], stats["_first"], default=None, return_dtype=pl.Int64), "ts_ns"
-        ).alias("ts_ns"),
-        pl.coalesce(
-            h.replace_strict(stats["_h"], stats["_last"], default=None, return_dtype=pl.Int64), "ts_ns"
-        ).alias("last_ts_ns"),
-    ).drop("_h")
+    # Written into place at the first occurrences (a null first/last means the group has no
+    # time at all, so the row's own null stays), then one filter keeps the first occurrences.
+    pos = groups["_pos"]
+    count = pl.repeat(1, rows.height, dtype=pl.Int64, eager=True).scatter(pos, groups["_n"])
+    first_ts = ts.clone().scatter(pos, groups["_first"])
+    last_ts = ts.clone().scatter(pos, groups["_last"])
+    keep = (~dup).scatter(pos, True)
+    return rows.with_columns(
+        count.alias("count"), first_ts.alias("ts_ns"), last_ts.alias("last_ts_ns")
+    ).filter(keep)
 
 
 def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
@@ -1446,7 +1497,6 @@ def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
         pl.coalesce("subject", "pci_bus_id").alias("subject")
     )
     frame = rows.select(
-        pl.lit(ctx.rel).alias("source_file"),
         pl.col("idx").alias("source_line"),
         "host",
         "ts_ns",
@@ -1465,9 +1515,20 @@ def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
         "count",
         "last_ts_ns",
     )
-    table = frame.to_arrow()
+    # Newest Arrow layout (string views) leaves Polars without a copy; each column is then cast
+    # once to the table's own type, so ``conform`` has nothing left to cast.
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    schema = KERNEL_EVENTS
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {
+        "source_file": pa.repeat(pa.scalar(ctx.rel, pa.string()), rows.height)
+    }
+    for name in table.column_names:
+        column = table.column(name)
+        wanted = schema.field(name).type
+        arrays[name] = column if column.type == wanted else column.cast(wanted)
     attrs = rows["attrs"] if "attrs" in rows.columns else None
-    return table.append_column("attrs", _attrs_array(attrs, rows.height))
+    arrays["attrs"] = _attrs_array(attrs, rows.height)
+    return pa.table(arrays)
 
 
 def _attrs_array(attrs: pl.Series | None, n: int) -> pa.Array:
@@ -1475,7 +1536,7 @@ def _attrs_array(attrs: pl.Series | None, n: int) -> pa.Array:
     map_type = pa.map_(pa.string(), pa.string())
     if attrs is None or attrs.dtype == pl.Null or n == 0:
         return pa.MapArray.from_arrays(
-            pa.array([0] * (n + 1), type=pa.int32()),
+            pa.repeat(pa.scalar(0, pa.int32()), n + 1),
             pa.array([], pa.string()),
             pa.array([], pa.string()),
             type=map_type,
