@@ -89,7 +89,8 @@ class _Node:
 def correlate(verdicts: list[Verdict], tables: Tables, manifest: Manifest) -> Correlation:
     """Place verdicts in one causal chain and pick the root cause."""
     host_of_rank = _host_of_rank(tables, manifest)
-    nodes = [_node(v, host_of_rank) for v in verdicts]
+    rank_pids = _rank_pids(tables, manifest)
+    nodes = [_node(v, host_of_rank, rank_pids) for v in verdicts]
     for cause in nodes:
         for effect in nodes:
             if cause is not effect and _explains(cause, effect):
@@ -129,12 +130,31 @@ def _host_of_rank(tables: Tables, manifest: Manifest) -> dict[int, str]:
     return mapping
 
 
-def _node(verdict: Verdict, host_of_rank: dict[int, str]) -> _Node:
+def _rank_pids(tables: Tables, manifest: Manifest) -> dict[str, set[int]]:
+    """Pids known to belong to ranks, per host (manifest and identity)."""
+    pids: dict[str, set[int]] = {}
+    for spec in manifest.ranks:
+        if spec.host and spec.pid is not None:
+            pids.setdefault(spec.host, set()).add(spec.pid)
+    if tables.has("identity"):
+        for host, pid, rank in tables.df("identity").select("host", "pid", "rank").iter_rows():
+            if host is not None and pid is not None and rank is not None:
+                pids.setdefault(str(host), set()).add(int(pid))
+    return pids
+
+
+def _node(verdict: Verdict, host_of_rank: dict[int, str], rank_pids: dict[str, set[int]]) -> _Node:
     ranks = set(verdict.culprit.ranks)
     hosts = set(verdict.culprit.hosts) | {g.host for g in verdict.culprit.gpus if g.host}
     hosts |= {host_of_rank[r] for r in ranks if r in host_of_rank}
     sources = {e.source for e in verdict.evidence if e.source}
     rank_unknown = not ranks and bool(verdict.culprit.gpus or verdict.culprit.hosts)
+    pids = set(verdict.culprit.pids)
+    if rank_unknown and pids:
+        known = set().union(*(rank_pids.get(h, set()) for h in hosts)) if hosts else set()
+        if known and not pids & known:
+            # The process is known not to be a rank (e.g. an OOM-killed helper): no link by host.
+            rank_unknown = False
     return _Node(verdict, ranks, hosts, sources, rank_unknown)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from ..report import Confidence, Culprit, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
@@ -57,8 +59,11 @@ def detect(tables: Tables) -> list[Verdict]:
         corroborated = (rank is not None and rank in killed_by_launcher[0]) or pid in killed_by_launcher[1]
         missing = []
         if rank is None:
+            known = _rank_pids(tables, host_v)
             missing.append(
-                f"pid {pid} ({comm}) on {host_v} is not mapped to a rank (no manifest pid, py-spy dump or NCCL init line)"
+                f"pid {pid} ({comm}) on {host_v} is not mapped to a rank: it is none of the {len(known)} rank pids known on that host"
+                if known
+                else f"pid {pid} ({comm}) on {host_v} is not mapped to a rank (no manifest pid, py-spy dump or NCCL init line)"
             )
         if not corroborated:
             missing.append("no launcher record of this process ending with SIGKILL")
@@ -128,3 +133,13 @@ DETECTOR = Detector(
     detect=detect,
     scope=__name__,
 )
+
+
+def _rank_pids(tables: Tables, host: str | None) -> set[int]:
+    """Pids the identity table knows for ranks on ``host``."""
+    if not tables.has("identity"):
+        return set()
+    identity = tables.df("identity").filter(pl.col("rank").is_not_null() & pl.col("pid").is_not_null())
+    if host is not None:
+        identity = identity.filter(pl.col("host").is_null() | (pl.col("host") == host))
+    return {int(p) for p in identity["pid"].to_list()}

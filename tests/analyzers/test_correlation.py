@@ -181,3 +181,20 @@ def test_only_findings_means_no_root() -> None:
 def test_lone_watchdog_timeout_is_the_root_when_nothing_explains_it() -> None:
     result = correlate([watchdog([0, 1])], Tables(), MANIFEST)
     assert result.root_cause == "v1" and result.verdicts[0].role is Role.ROOT
+
+
+def test_killed_process_that_is_not_a_rank_is_not_linked_by_host() -> None:
+    manifest = Manifest(ranks=tuple(RankSpec(rank=r, host=f"node-{r // 4}", pid=61000 + r) for r in range(8)))
+    oom = Verdict(
+        "host-oom-kill",
+        "OOM killer killed perl (pid 1440763) on node-0",
+        Severity.WARNING,
+        key="k",
+        culprit=Culprit(hosts=["node-0"], pids=[1440763]),
+        evidence=_ev("kernel_log"),
+        window_start_ns=1_000,
+    )
+    result = correlate([oom, hang([2], [0, 1, 3])], Tables(), manifest)
+    verdicts = by_pattern(result.verdicts)
+    assert result.root_cause == verdicts["collective-hang"].id
+    assert verdicts["host-oom-kill"].role is Role.FINDING
