@@ -53,6 +53,9 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
             frame = pl.from_arrow(tables[name])
             assert isinstance(frame, pl.DataFrame)
             tables[name] = conform(name, shift_host_times(frame, columns, offsets).to_arrow())
+    if "stacks" in tables and tables["stacks"].num_rows:
+        tables["stacks"], rank_problems = _prefer_manifest_over_file_names(tables["stacks"], manifest)
+        problems.extend(rank_problems)
     for name in ("stacks", "app_events", "kernel_events"):
         if name in tables and tables[name].num_rows:
             tables[name] = _fill_rank_from_pid(name, tables[name], manifest)
@@ -60,6 +63,52 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
     problems.extend(identity_problems)
     summary = replace(result.summary, problems=problems)
     return replace(result, tables=Tables(tables), notes=notes, summary=summary)
+
+
+# Rank hints weaker than a pid the manifest states (a file name may hold a local rank).
+_WEAK_RANK_SOURCES = ("file-name", "process-elsewhere")
+
+
+def _prefer_manifest_over_file_names(table: pa.Table, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
+    """Where a dump's pid is a manifest rank, that rank beats a rank read from the file name."""
+    pairs = [(r.host, r.pid, r.rank) for r in manifest.ranks if r.pid is not None]
+    if not pairs or "rank_source" not in table.column_names:
+        return table, []
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    stated = pl.DataFrame(
+        {"_host": [p[0] for p in pairs], "pid": [p[1] for p in pairs], "_rank": [p[2] for p in pairs]},
+        schema={"_host": pl.String, "pid": pl.Int64, "_rank": pl.Int32},
+    )
+    joined = frame.with_row_index("_row").join(stated, on="pid", how="left")
+    joined = joined.filter(
+        pl.col("_host").is_null() | pl.col("host").is_null() | (pl.col("_host") == pl.col("host"))
+    )
+    joined = joined.unique(subset="_row", keep="first", maintain_order=True).select("_row", "_rank")
+    merged = frame.with_row_index("_row").join(joined, on="_row", how="left").sort("_row")
+    overridden = (
+        pl.col("_rank").is_not_null()
+        & pl.col("rank_source").is_in(list(_WEAK_RANK_SOURCES))
+        & (pl.col("rank").is_null() | (pl.col("rank") != pl.col("_rank")))
+    )
+    conflicts = (
+        merged.filter(overridden & pl.col("rank").is_not_null())
+        .select("source_file", "pid", "rank", "_rank")
+        .unique(maintain_order=True)
+    )
+    problems = [
+        Problem(
+            str(f),
+            None,
+            f"file name says rank {r} but its process (pid {p}) is rank {m} in the manifest; using rank {m}",
+        )
+        for f, p, r, m in conflicts.iter_rows()
+    ]
+    merged = merged.with_columns(
+        pl.when(overridden).then(pl.col("_rank")).otherwise(pl.col("rank")).alias("rank"),
+        pl.when(overridden).then(pl.lit("manifest")).otherwise(pl.col("rank_source")).alias("rank_source"),
+    ).drop("_row", "_rank")
+    return conform("stacks", merged.to_arrow()), problems
 
 
 def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Table:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from tests.helpers.incident import analyze_dir, write_incident
+from tests.helpers.paths import CAPTURES
 from tracecore.analyzers.identity import build_identity
 from tracecore.analyzers.ingest.manifest import Manifest, RankSpec
 from tracecore.analyzers.tables import Tables, conform
@@ -91,3 +96,24 @@ def test_local_rank_convention_is_an_assumption_and_unmatched_gpus_stay() -> Non
     assert (
         rows[1]["rank"] is None and rows[1]["pci_bus_id"] == "0000:5f:00.0" and rows[1]["gpu_uuid"] == "GPU-3"
     )
+
+
+def test_manifest_pid_beats_a_local_rank_in_a_py_spy_file_name(tmp_path: Path) -> None:
+    capture = CAPTURES / "pyspy" / "dataloader_stall_ws6_r4"
+    pids = {rank: int(pid) for pid, rank in json.loads((capture / "pids.json").read_text()).items()}
+    files: dict[str, str | bytes] = {}
+    for rank in range(6):
+        # Files named by LOCAL rank on each of two hosts, as collection scripts often do.
+        files[f"node-{rank // 3}/pyspy/rank{rank % 3}.dump.txt"] = (
+            capture / f"rank{rank}.dump.txt"
+        ).read_text()
+    ranks = "".join(f'[[ranks]]\nrank = {r}\nhost = "node-{r // 3}"\npid = {pids[r]}\n\n' for r in range(6))
+    files["incident.toml"] = f"[job]\nworld_size = 6\n\n{ranks}"
+    report = analyze_dir(write_incident(tmp_path / "inc", files))
+    root = report.verdict(report.root_cause or "")
+    assert root is not None and root.pattern == "input-stall" and root.culprit.ranks == [4]
+    overridden = [p.problem for p in report.ingest.problems if "file name says rank" in p.problem]
+    expected = (
+        f"file name says rank 1 but its process (pid {pids[4]}) is rank 4 in the manifest; using rank 4"
+    )
+    assert expected in overridden
