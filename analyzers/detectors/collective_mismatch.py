@@ -233,61 +233,78 @@ def _call_site_findings(view: FrView) -> list[Finding]:
 
 
 def _p2p_findings(view: FrView) -> list[Finding]:
-    """Sends and receives paired by (group, src, dst) and order; sizes and dtypes must agree."""
-    p2p = view.entries.filter(
+    """Sends and receives paired by (group, src, dst) and order; sizes and dtypes must agree.
+
+    Vectorised: each send/recv gets its group-local (src, dst) pair and its ordinal within the
+    pair (by record id), sends are joined to receives on (group, src, dst, ordinal), and the
+    first disagreeing pair of each (group, src, dst) becomes a finding.
+    """
+    p2p = view.entries.with_row_index("_row").filter(
         pl.col("is_p2p").fill_null(False)
         & pl.col("op").is_in(["send", "recv"])
         & pl.col("group_key").is_not_null()
+        & pl.col("p2p_peer").is_not_null()  # recv from any source pairs with any send: not checked
     )
     if p2p.height == 0:
         return []
+    local_rows = [
+        (key, rank, index)
+        for key, group in view.groups.items()
+        for index, rank in enumerate(sorted(group.members))
+    ]
+    local = pl.DataFrame(
+        local_rows, schema={"group_key": pl.String, "rank": pl.Int32, "_me": pl.Int64}, orient="row"
+    )
+    send = pl.col("op") == "send"
+    dtypes = pl.col("input_dtypes")
+    pairs = (
+        p2p.select("_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel", "input_dtypes")
+        .join(local, on=["group_key", "rank"], how="inner")
+        .with_columns(
+            pl.when(send).then(pl.col("_me")).otherwise(pl.col("p2p_peer").cast(pl.Int64)).alias("_src"),
+            pl.when(send).then(pl.col("p2p_peer").cast(pl.Int64)).otherwise(pl.col("_me")).alias("_dst"),
+            pl.when(dtypes.list.len() > 0).then(dtypes.list.join("\x1f")).alias("_dt"),
+        )
+        .sort("group_key", "rank", "record_id", nulls_last=True)
+        .with_columns(pl.int_range(pl.len()).over("group_key", "_src", "_dst", "op").alias("_nth"))
+        .select("_row", "group_key", "rank", "op", "_src", "_dst", "_nth", "input_numel", "_dt")
+    )
+    on = ["group_key", "_src", "_dst", "_nth"]
+    matched = (
+        pairs.filter(pl.col("op") == "send")
+        .join(pairs.filter(pl.col("op") == "recv"), on=on, how="inner", suffix="_r")
+        .filter(
+            pl.col("input_numel").ne_missing(pl.col("input_numel_r"))
+            | (
+                pl.col("_dt").is_not_null()
+                & pl.col("_dt_r").is_not_null()
+                & (pl.col("_dt") != pl.col("_dt_r"))
+            )
+        )
+        .sort(on)
+        .unique(subset=["group_key", "_src", "_dst"], keep="first", maintain_order=True)
+    )
     findings: list[Finding] = []
-    for key in sorted(p2p["group_key"].unique().to_list()):
+    for key, src, dst, s_index, r_index in matched.select(
+        "group_key", "_src", "_dst", "_row", "_row_r"
+    ).iter_rows():
         group = view.groups.get(key)
         if group is None:
             continue
         members = sorted(group.members)
-        local = {r: i for i, r in enumerate(members)}
-        rows = p2p.filter(pl.col("group_key") == key).sort("rank", "record_id")
-        sends: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        recvs: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        for row in rows.iter_rows(named=True):
-            me = local.get(int(row["rank"]))
-            peer = row["p2p_peer"]
-            if me is None or peer is None:
-                continue  # recv from any source pairs with whatever send targets it: not checked
-            if row["op"] == "send":
-                sends.setdefault((me, peer), []).append(row)
-            else:
-                recvs.setdefault((peer, me), []).append(row)
-        for pair, sent in sorted(sends.items()):
-            received = recvs.get(pair, [])
-            for s_row, r_row in zip(sent, received, strict=False):
-                if s_row["input_numel"] != r_row["input_numel"] or (
-                    s_row["input_dtypes"]
-                    and r_row["input_dtypes"]
-                    and s_row["input_dtypes"] != r_row["input_dtypes"]
-                ):
-                    seq = int(s_row["p2p_seq_id"] or 0)
-                    facts = {
-                        "send": describe_entry(s_row),
-                        "recv": describe_entry(r_row),
-                        "p2p": True,
-                        "src": members[pair[0]] if pair[0] < len(members) else None,
-                        "dst": members[pair[1]] if pair[1] < len(members) else None,
-                    }
-                    findings.append(
-                        Finding(
-                            group,
-                            seq,
-                            "p2p",
-                            sorted({int(s_row["rank"]), int(r_row["rank"])}),
-                            [],
-                            False,
-                            facts,
-                        )
-                    )
-                    break
+        s_row = view.entries.row(int(s_index), named=True)
+        r_row = view.entries.row(int(r_index), named=True)
+        seq = int(s_row["p2p_seq_id"] or 0)
+        facts = {
+            "send": describe_entry(s_row),
+            "recv": describe_entry(r_row),
+            "p2p": True,
+            "src": members[src] if 0 <= src < len(members) else None,
+            "dst": members[dst] if 0 <= dst < len(members) else None,
+        }
+        findings.append(
+            Finding(group, seq, "p2p", sorted({int(s_row["rank"]), int(r_row["rank"])}), [], False, facts)
+        )
     return findings
 
 
