@@ -33,13 +33,32 @@ def kernel_rows(
     """kernel_events rows of these kinds (and Xid codes), in file/line order, with attrs as dicts."""
     if not tables.has("kernel_events"):
         return []
-    frame = tables.df("kernel_events").filter(pl.col("kind").is_in(list(kinds)))
+    kinds = list(kinds)
+    frame = tables.df("kernel_events")
+    if "other" not in kinds:
+        frame = _classified(frame)
+    frame = frame.filter(pl.col("kind").is_in(kinds))
     if xids is not None:
         frame = frame.filter(pl.col("xid").is_in(list(xids)))
     rows = frame.sort("source_file", "source_line").to_dicts()
     for row in rows:
         row["attrs"] = attrs_of(row)
     return rows
+
+
+# (kernel_events frame, its classified rows): every kernel detector asks for a few kinds, and
+# "other" lines are nearly all of a large log, so the table is scanned once per analysis, not once
+# per detector. Keyed by the frame object itself (Tables caches it), so a new analysis rebuilds it.
+_CLASSIFIED: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+
+
+def _classified(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``frame`` whose kind is not ``other`` (cached for the same frame object)."""
+    if _CLASSIFIED and _CLASSIFIED[0][0] is frame:
+        return _CLASSIFIED[0][1]
+    classified = frame.filter(pl.col("kind") != "other")
+    _CLASSIFIED[:] = [(frame, classified)]
+    return classified
 
 
 def order_key(row: dict[str, Any]) -> tuple[int, str, int]:
