@@ -145,7 +145,8 @@ def _build(tables: Tables) -> FrView:
             if key is None:
                 continue
             groups[key] = Group(key, name, desc, tuple(ranks or ()), source or "", tuple(dumped or ()))
-    entries = raw.filter(pl.col("rank").is_not_null())
+    # (no copy of the big table when every entry has its rank, the usual case)
+    entries = raw.filter(pl.col("rank").is_not_null()) if raw["rank"].null_count() else raw
     dumped = tuple(sorted(set(entries["rank"].unique().to_list())))
     if tables.has("fr_status"):
         dumped = tuple(
@@ -164,7 +165,41 @@ def _build(tables: Tables) -> FrView:
     a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
     # Frames are not needed for the per-call folding (only call_stack_id / call_site): project
     # them away first so filters and group-bys never move the nested stacks.
-    work_columns = list(entries.columns)
+    # Only the columns the per-call folding reads: filters and joins then never move the others
+    # (thread names, versions, hosts ... of millions of entries).
+    work_columns = [
+        c
+        for c in (
+            "group_key",
+            "collective_seq_id",
+            "rank",
+            "record_id",
+            "is_p2p",
+            "op",
+            "profiling_name",
+            "backend",
+            "state",
+            "retired",
+            "input_sizes",
+            "output_sizes",
+            "input_numel",
+            "output_numel",
+            "input_dtypes",
+            "output_dtypes",
+            "time_created_ns",
+            "time_started_ns",
+            "time_completed_ns",
+            "duration_ms",
+            "timeout_ms",
+            "call_stack_id",
+            "call_site",
+            "source_file",
+            "source_line",
+            "pg_name",
+            "pg_desc",
+        )
+        if c in entries.columns
+    ]
     coll = (
         entries.select(work_columns)
         .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
