@@ -133,6 +133,17 @@ def _sizes_hash(column: str, ignore: pl.Expr) -> pl.Expr:
     return pl.when(ignore).then(pl.lit(None, dtype=pl.UInt64)).otherwise(pl.col(column).hash())
 
 
+def _relation_bad(part: str, whole: str) -> pl.Expr:
+    """``whole`` numel is not ``part`` numel x group size (all_gather out/in, reduce_scatter in/out).
+
+    With an exact member list the size is the group's; otherwise the entry implies it, and only
+    a ratio that is not a whole number or is below the known member count is wrong.
+    """
+    exact = pl.col(part) * pl.col("_size") != pl.col(whole)
+    implied = (pl.col(whole) % pl.col(part) != 0) | (pl.col(whole) < pl.col(part) * pl.col("_size"))
+    return pl.when(pl.col("_exact").fill_null(True)).then(exact).otherwise(implied)
+
+
 def _build(tables: Tables) -> FrView:
     raw = tables.df("fr_entries")
     groups: dict[str, Group] = {}
@@ -157,9 +168,17 @@ def _build(tables: Tables) -> FrView:
         for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
         if r is not None
     }
+    # A group whose membership was inferred from the entries, or with members that left no dump,
+    # may be larger than its known member list: its size relations then use the size the
+    # entries themselves imply (output/input numel ratio), which must be a whole multiple and
+    # at least the known member count.
     size_map = pl.DataFrame(
-        {"group_key": list(groups), "_size": [len(g.members) for g in groups.values()]},
-        schema={"group_key": pl.String, "_size": pl.Int64},
+        {
+            "group_key": list(groups),
+            "_size": [len(g.members) for g in groups.values()],
+            "_exact": [g.source != "inferred" and not g.missing_dumps for g in groups.values()],
+        },
+        schema={"group_key": pl.String, "_size": pl.Int64, "_exact": pl.Boolean},
     )
     op = pl.col("op").fill_null("")
     a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
@@ -225,12 +244,12 @@ def _build(tables: Tables) -> FrView:
                 )
                 | (
                     op.is_in(list(ALL_GATHER_OPS))
-                    & (pl.col("input_numel") * pl.col("_size") != pl.col("output_numel"))
+                    & _relation_bad("input_numel", "output_numel")
                     & (pl.col("input_numel") > 0)
                 )
                 | (
                     op.is_in(list(REDUCE_SCATTER_OPS))
-                    & (pl.col("output_numel") * pl.col("_size") != pl.col("input_numel"))
+                    & _relation_bad("output_numel", "input_numel")
                     & (pl.col("output_numel") > 0)
                 )
             )
@@ -451,8 +470,17 @@ class Pending:
 
     @property
     def culprits(self) -> list[int]:
-        """Members that never enqueued the collective, dumped or not."""
-        return sorted(set(self.absent) | set(self.no_dump))
+        """Members proven (by their own dump) never to have enqueued the collective.
+
+        Members that left no dump are only unknown: they become the culprits when no dumped
+        member explains the hang (every dumped member reached the collective).
+        """
+        return sorted(self.absent) if self.absent else sorted(self.no_dump)
+
+    @property
+    def unknown(self) -> list[int]:
+        """Members without a dump that are not culprits (what they did cannot be known)."""
+        return sorted(set(self.no_dump) - set(self.culprits))
 
 
 def _floor(value: int | None) -> int:

@@ -166,6 +166,12 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
         }
         if len(evidence) < 8:
             evidence.append(evidence_for(last, describe_entry(last) + " (culprit's last entry)"))
+    if primary.unknown:
+        many = len(primary.unknown) > 1
+        missing.append(
+            f"no dump from rank{'s' if many else ''} {ranks_text(primary.unknown)} of group {group.label}: "
+            "what they did is unknown (the dumped culprits already explain the hang)"
+        )
     waiting_stack = frames_text(waiting_row.get("frames")) if waiting_row else []
     if waiting_row is not None and waiting_row.get("frames") is None:
         missing.append("the dumps carry no stack frames (JSON or includeStackTraces=False): no Python stacks")
@@ -208,6 +214,7 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
                 "waiting_ranks": p.waiting,
                 "culprit_ranks": p.culprits,
                 "missing_dump_ranks": p.no_dump,
+                "unknown_ranks": p.unknown,
                 "waiting_elsewhere": {k: v for k, v in elsewhere.items() if v is not None},
             }
         )
@@ -216,9 +223,16 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
     behind = {str(r): primary.behind.get(r) for r in primary.culprits}
     names = ranks_text(roots)
     plural = "s" if len(roots) > 1 else ""
+    group_text = f"{group.label} ({group.key})"
+    if primary.inferred_culprits:
+        # The group's known members plus the inferred ones it waits for.
+        group_text = (
+            f"{group.label} (ranks {ranks_text(sorted(set(group.members) | set(primary.absent)))}, "
+            f"{ranks_text(primary.absent)} inferred)"
+        )
     title = (
         f"Collective hang: rank{plural} {names} never issued {op or 'collective'} #{primary.seq} of group "
-        f"{group.label} ({group.key}); rank{'s' if len(primary.waiting) > 1 else ''} "
+        f"{group_text}; rank{'s' if len(primary.waiting) > 1 else ''} "
         f"{ranks_text(primary.waiting)} wait in it"
     )
     if len(hung) > 1:
@@ -249,6 +263,7 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
             "waiting_ranks": primary.waiting,
             "finished_ranks": primary.finished,
             "missing_dump_ranks": sorted({r for p in hung for r in p.no_dump}),
+            "unknown_ranks": primary.unknown,
             "behind": behind,
             "first_ts_ns": first_ts,
             "membership_source": group.source,

@@ -160,6 +160,12 @@ def _classify(group: Group, seq: int, calls: list[dict[str, Any]]) -> Finding | 
             "relation": _relation(by_rank[bad[0]]["ops"]),
         }
         good = sorted(set(by_rank) - set(bad))
+        exact = group.source != "inferred" and not group.missing_dumps
+        if not good and not exact and "all_reduce" not in facts["relation"]:
+            # Every rank's call is identical (signatures agree) and breaks a group-size relation
+            # the same way while the member list may be short (inferred, or members without a
+            # dump): no rank disagrees with another, so this is no desync.
+            return None
         return Finding(group, seq, "size", bad, good, len(bad) < len(by_rank), facts)
     ops = {c["ops"] for c in calls}
     if len(ops) == 1 and next(iter(ops)) in ALL_TO_ALL_OPS:
@@ -351,6 +357,9 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
     if group.missing_dumps:
         missing.append(f"ranks {ranks_text(group.missing_dumps)} of the group left no dump")
     severity = Severity.ERROR if first.kind == "call_site" else Severity.CRITICAL
+    if not (first.strict and first.culprits):
+        # Nobody can be named: a lead to look at, never a root cause on its own.
+        severity = Severity.INFO
     culprit_hosts = sorted({h for r in first.culprits if (h := view.hosts.get(r))})
     affected = sorted(set(first.majority_ranks) | set(first.culprits))
     return Verdict(

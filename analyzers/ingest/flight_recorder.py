@@ -969,7 +969,14 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
 
     # 3. World size: manifest, dumped ranks, any member list anywhere, and the default group's
     # all_gathers (output numel = input numel x group size) so a dump-less last rank still counts.
-    world = max([manifest.world_size or 0, (max(dumped) + 1) if dumped else 0, _world_hint(full)])
+    world = max(
+        [
+            manifest.world_size or 0,
+            (max(dumped) + 1) if dumped else 0,
+            _world_hint(full),
+            _subgroup_world_hint(entries, full),
+        ]
+    )
     for members in config["ranks"].to_list() if config.height else []:
         if members:
             world = max(world, max(members) + 1)
@@ -1049,6 +1056,62 @@ def _world_hint(full: pa.Table) -> int:
     ).select((pl.col("output_numel") // pl.col("input_numel")).max())
     value = ratios.item() if ratios.height else None
     return int(value) if isinstance(value, int) and value < 1_000_000 else 0
+
+
+def _subgroup_world_hint(entries: pl.DataFrame, full: pa.Table) -> int:
+    """World size implied by subgroups that share a desc (0 when none).
+
+    Disjoint groups created with the same desc (``tp``, ``dp``) partition the world into equal
+    parts: with the largest part's size (known members, or the all_gather output/input ratio in
+    that group) the world holds at least (number of groups) x (size). A highest rank that died
+    without a dump shows up only this way (its subgroup looks one member short).
+    """
+    if entries.height == 0 or not {"rank", "pg_name", "pg_desc"} <= set(entries.columns):
+        return 0
+    seen = (
+        entries.filter(
+            pl.col("rank").is_not_null()
+            & pl.col("pg_name").is_not_null()
+            & (pl.col("pg_name") != DEFAULT_PG)
+            & pl.col("pg_desc").is_not_null()
+            & (pl.col("pg_desc") != "default_pg")
+        )
+        .group_by("pg_name")
+        .agg(pl.col("pg_desc").first(), pl.col("rank").unique().alias("members"))
+    )
+    if seen.height < 2:
+        return 0
+    implied: dict[str, int] = {}
+    if full.num_rows:
+        frame = pl.from_arrow(full.select(["pg_name", "op", "input_numel", "output_numel"]), rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        ratios = (
+            frame.filter(
+                pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
+                & (pl.col("input_numel") > 0)
+                & (pl.col("output_numel") % pl.col("input_numel") == 0)
+            )
+            .group_by("pg_name")
+            .agg((pl.col("output_numel") // pl.col("input_numel")).max().alias("k"))
+        )
+        implied = {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
+    by_desc: dict[str, list[tuple[str, set[int]]]] = {}
+    for name, desc, members in seen.iter_rows():
+        by_desc.setdefault(desc, []).append((name, set(members or [])))
+    hint = 0
+    for parts in by_desc.values():
+        if len(parts) < 2:
+            continue
+        union: set[int] = set()
+        for _, members in parts:
+            if union & members:
+                break  # overlapping groups are no partition
+            union |= members
+        else:
+            size = max(max(len(m), implied.get(n, 0)) for n, m in parts)
+            if size < 1_000_000:
+                hint = max(hint, len(parts) * size)
+    return hint
 
 
 def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
