@@ -38,8 +38,9 @@ def detect(tables: Tables) -> list[Verdict]:
     Rule:
         Per group, the stuck sequence number is the lowest one some member has enqueued but
         not completed. Members that completed it are finished, members that enqueued it are
-        waiting, members whose last enqueued number is lower (or that left no dump) are the
-        group's culprits. Ranks are aligned by (group, sequence number), never by record_id.
+        waiting, members whose own dump shows a lower last enqueued number are the group's
+        culprits; members that left no dump are unknown (listed in missing evidence) and are the
+        culprits only when no dumped member explains the hang. Ranks are aligned by (group, sequence number), never by record_id.
         When several groups hang, a culprit that is itself waiting in another hung group is a
         victim: the root culprits are those waiting nowhere; in a wait cycle (each side waits
         for the other) the smallest culprit set that explains every hung group is chosen.

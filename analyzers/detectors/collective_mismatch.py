@@ -53,7 +53,8 @@ def detect(tables: Tables) -> list[Verdict]:
     Signals:
         fr_entries aligned by (group, collective_seq_id): op, input/output sizes and numel,
         dtypes, call_stack_id/call_site (caller frames outside torch), p2p peer and sizes;
-        fr_groups for group size (all_gather out = in x size, reduce_scatter in = out x size).
+        fr_groups for group size (all_gather out = in x size, reduce_scatter in = out x size);
+        when membership is inferred or members left no dump, the size the entries imply.
 
     Rule:
         Per (group, seq) each rank's call is folded into a signature (coalesced members joined
@@ -62,7 +63,10 @@ def detect(tables: Tables) -> list[Verdict]:
         majority of ranks is the reference and the other ranks are the culprits; a tie is
         reported without a majority, never resolved by file order. An op that disagrees with
         itself (all_reduce in != out, all_gather out != in x size, reduce_scatter in != out x
-        size) blames its rank. all_to_all needs the group-wide input total to equal the
+        size) blames its rank; when the member list may be short (inferred membership or
+        members without a dump) the size is the one each entry implies (a whole multiple, at
+        least the known members), and a relation every rank breaks identically is no desync.
+        A finding without a strict majority names no culprit and is info only. all_to_all needs the group-wide input total to equal the
         output total. Call sites: a rank whose caller stack at a seq differs from the majority
         while at other seqs it used the majority's stack made an extra or missing call. The
         first disagreement per group is the verdict; later ones are still analysed and listed
