@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from ..fr_analysis import (
     DEFAULT_PG,
     FrView,
@@ -60,14 +62,29 @@ def detect(tables: Tables) -> list[Verdict]:
     pending = pending_collectives(view)
     hung = [p for p in pending if p.waiting and p.culprits]
     no_dump = sorted({r for g in view.groups.values() for r in g.missing_dumps})
-    hung.extend(_incomplete_groups(pending, hung, no_dump))
+    wrapped = set(view.calls.filter(pl.col("wrapped").fill_null(False))["rank"].unique().to_list())
+    complete = set(view.dumped) - wrapped
+    stalled: list[Pending] = []
+    hung.extend(_incomplete_groups(pending, hung, no_dump, complete, stalled))
     if not hung:
         return []
     roots, primary = _root_cause(hung)
+    # Culprits that themselves wait in a group stalled on a member no dump names are victims of
+    # that group: never blame a group's own waiting members for another group's hang.
+    blocked = {r for p in stalled for r in p.waiting}
+    if stalled and roots and set(roots) <= blocked:
+        primary = next(p for p in stalled if set(p.waiting) & set(roots))
+        return [_verdict(view, [*hung, *stalled], [], primary)]
     return [_verdict(view, hung, roots, primary)]
 
 
-def _incomplete_groups(pending: list[Pending], hung: list[Pending], no_dump: list[int]) -> list[Pending]:
+def _incomplete_groups(
+    pending: list[Pending],
+    hung: list[Pending],
+    no_dump: list[int],
+    complete: set[int],
+    stalled: list[Pending],
+) -> list[Pending]:
     """Groups whose every known member waits, when membership was inferred from the entries.
 
     A member that never issued any collective of such a group leaves no trace of membership
@@ -75,6 +92,9 @@ def _incomplete_groups(pending: list[Pending], hung: list[Pending], no_dump: lis
     in it are the culprits of another hung group, the members it misses are that group's culprits
     that left no dump, else the ranks waiting *there* (the other side of a wait cycle). With no
     such partner, ranks of the world that left no dump are the only possible missing members.
+    Past the group's first collective every member has entries of it: a rank whose dump holds
+    its whole history (``complete``) and none of the group is no member. A group left with no
+    possible missing member is added to ``stalled`` (it waits for a rank no dump names).
     """
     extra: list[Pending] = []
     for p in pending:
@@ -90,7 +110,12 @@ def _incomplete_groups(pending: list[Pending], hung: list[Pending], no_dump: lis
         partners = [h for h in hung if set(h.culprits) & set(p.waiting)]
         candidates = sorted({r for h in partners for r in h.no_dump} - members)
         if not candidates:
-            candidates = sorted({r for h in partners for r in h.waiting} - members)
+            there = {r for h in partners for r in h.waiting} - members
+            if p.seq > 1:
+                there -= complete
+            candidates = sorted(there)
+            if not candidates and partners:
+                stalled.append(p)
         if not candidates and not partners:
             candidates = sorted(set(no_dump) - members)
         if candidates:
@@ -222,7 +247,7 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
     hosts, span = host_span(view, waiting_all + roots)
     culprit_hosts = sorted({h for r in roots if (h := view.hosts.get(r))})
     behind = {str(r): primary.behind.get(r) for r in primary.culprits}
-    names = ranks_text(roots)
+    names = ranks_text(roots) if roots else "unknown"
     plural = "s" if len(roots) > 1 else ""
     group_text = f"{group.label} ({group.key})"
     if primary.inferred_culprits:
@@ -236,6 +261,16 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
         f"{group_text}; rank{'s' if len(primary.waiting) > 1 else ''} "
         f"{ranks_text(primary.waiting)} wait in it"
     )
+    if not roots:
+        title = (
+            f"Collective hang: group {group_text} waits in {op or 'a collective'} #{primary.seq} for a member "
+            f"no dump names (it left no dump); rank{'s' if len(primary.waiting) > 1 else ''} "
+            f"{ranks_text(primary.waiting)} wait in it"
+        )
+        missing.append(
+            f"no dump names the member group {group.label} waits for: it left no dump and may lie beyond the "
+            "ranks seen (set [job] world_size in incident.toml)"
+        )
     if len(hung) > 1:
         title += f"; {len(hung)} groups hung"
     return Verdict(

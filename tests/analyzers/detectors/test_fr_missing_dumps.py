@@ -134,3 +134,28 @@ def test_dumped_culprit_in_cycle_beats_dumpless_rank(tmp_path: Path) -> None:
     [verdict] = collective_hang.detect(tables)
     assert verdict.culprit.ranks == [3]
     assert verdict.details["group_key"] == "2[1,3,5,7]"
+
+
+def test_group_stalled_on_unnamed_member_does_not_blame_its_waiters(tmp_path: Path) -> None:
+    # As above but the two groups have different descs: nothing tells the world has 6 ranks.
+    # Ranks 3, 4 wait in group 2 (past its first collective, so ranks 0-2 are no members of it):
+    # they are victims, not the culprits of the default group's hang.
+    job = Job(world=6, backend="gloo")
+    job.group("1", "tp_a", [0, 1, 2])
+    job.group("2", "tp_b", [3, 4, 5])
+    for step in range(4):
+        last = step == 3
+        for name, members in (("1", [0, 1, 2]), ("2", [3, 4, 5])):
+            ranks = [r for r in members if not (last and r == 5)]
+            job.collective(
+                "all_reduce", group=name, ranks=ranks, state="scheduled", retired=not (last and name == "2")
+            )
+        if not last:
+            job.collective("all_reduce", sizes=[[2]], state="scheduled", retired=True)
+        else:
+            job.collective("all_reduce", ranks=[0, 1, 2], sizes=[[2]], state="scheduled", retired=False)
+    tables = job_tables(job, tmp_path / "inc", ranks=[0, 1, 2, 3, 4], pg_config="broken")
+    [verdict] = collective_hang.detect(tables)
+    assert verdict.culprit.ranks == []
+    assert verdict.details["group_key"] == "2[3-4]"
+    assert verdict.title.startswith("Collective hang: group 2:tp_b (2[3-4]) waits in gloo:all_reduce #4")
