@@ -204,7 +204,12 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
     if primary.inferred_culprits:
         missing.append(
             f"no dump records ranks {ranks_text(primary.absent)} as members of group {group.label}: "
-            "they are inferred as the members it waits for (they wait in the group whose members wait here)"
+            "they are inferred as the members it waits for "
+            + (
+                "(they left no dump)"
+                if not set(primary.absent) & set(view.dumped)
+                else "(they wait in the group whose members wait here)"
+            )
         )
     if group.source == "inferred":
         missing.append(
