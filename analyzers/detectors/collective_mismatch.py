@@ -361,9 +361,12 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
     if group.missing_dumps:
         missing.append(f"ranks {ranks_text(group.missing_dumps)} of the group left no dump")
     severity = Severity.ERROR if first.kind == "call_site" else Severity.CRITICAL
-    if not (first.strict and first.culprits):
+    if not first.culprits:
         # Nobody can be named: a lead to look at, never a root cause on its own.
         severity = Severity.INFO
+    elif not first.strict:
+        # A real disagreement (e.g. a two-rank tie): every side is suspect, none can be singled out.
+        severity = Severity.ERROR
     culprit_hosts = sorted({h for r in first.culprits if (h := view.hosts.get(r))})
     affected = sorted(set(first.majority_ranks) | set(first.culprits))
     return Verdict(
@@ -371,9 +374,7 @@ def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
         title=title,
         severity=severity,
         key=f"group={group.key} seq={first.seq} kind={first.kind}",
-        culprit=Culprit(
-            ranks=first.culprits if first.strict else [], hosts=culprit_hosts if first.strict else []
-        ),
+        culprit=Culprit(ranks=first.culprits, hosts=culprit_hosts),
         affected=Affected(ranks=affected, hosts=sorted({h for r in affected if (h := view.hosts.get(r))})),
         window_start_ns=first_ts,
         window_end_ns=first_ts,

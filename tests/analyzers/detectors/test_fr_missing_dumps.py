@@ -62,12 +62,12 @@ def test_inferred_group_still_finds_a_real_size_mismatch(tmp_path: Path) -> None
     assert verdict.details["seq"] == 2
 
 
-def test_tie_without_culprit_is_info(tmp_path: Path) -> None:
+def test_two_rank_tie_blames_both_sides_as_an_error(tmp_path: Path) -> None:
     job = Job(world=2)
     job.collective("all_reduce", per_rank={1: {"profiling_name": "nccl:all_gather"}})
     [verdict] = collective_mismatch.detect(job_tables(job, tmp_path / "inc"))
-    assert verdict.culprit.ranks == []
-    assert verdict.severity is Severity.INFO
+    assert verdict.culprit.ranks == [0, 1]
+    assert verdict.severity is Severity.ERROR
 
 
 def test_hang_culprit_is_the_dumped_rank_not_the_dumpless_ones(tmp_path: Path) -> None:
