@@ -83,10 +83,17 @@ def _nccl_versions(tables: Tables) -> list[_Fact]:
 def _host_facts(tables: Tables) -> list[_Fact]:
     if not tables.has("gpu_metrics"):
         return []
-    metrics = tables.df("gpu_metrics").filter(pl.col("host").is_not_null())
+    full = tables.df("gpu_metrics")
+    # Narrow columns first: the per-row labels map is by far the widest, and only one row per host needs it.
+    metrics = (
+        full.select("host", "model_name", "gpu_index", "mig_instance", "source_file", "source_line")
+        .with_row_index("_row")
+        .filter(pl.col("host").is_not_null())
+    )
     facts: list[_Fact] = []
     driver = pl.coalesce([map_value("labels", k) for k in DRIVER_LABELS])
-    first = metrics.unique(subset=["host"], keep="first", maintain_order=True).with_columns(
+    first = metrics.unique(subset=["host"], keep="first", maintain_order=True)
+    first = first.with_columns(full["labels"].gather(first["_row"]).alias("labels")).with_columns(
         driver.alias("_driver")
     )
     for row in first.select("host", "_driver", "source_file", "source_line").iter_rows(named=True):
