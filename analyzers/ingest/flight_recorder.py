@@ -637,10 +637,35 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     is_p2p = take("is_p2p", pa.bool_(), _to_bool)
     cols["thread_name"] = take("thread_name", pa.string(), _to_str)
     cols["thread_id"] = take("thread_id", pa.string(), _to_str)
-    cols["input_sizes"] = take("input_sizes", SHAPES, _to_shapes, alias="sizes")
-    cols["output_sizes"] = take("output_sizes", SHAPES, _to_shapes)
-    cols["input_dtypes"] = take("input_dtypes", pa.list_(pa.string()), _to_strs)
-    cols["output_dtypes"] = take("output_dtypes", pa.list_(pa.string()), _to_strs)
+
+    def take_interned(
+        key: str, dtype: pa.DataType, fix: Callable[[Any], Any], nested: bool, alias: str | None = None
+    ) -> pa.Array:
+        # Few distinct shapes/dtype lists per dump: convert each distinct one once and expand
+        # with take (nested list conversion is the costliest part of pa.array here).
+        nonlocal damaged
+        values = values_of(key, alias)
+        try:
+            keys = [tuple(map(tuple, v)) for v in values] if nested else [tuple(v) for v in values]
+        except TypeError:  # a null or a malformed value: the general path repairs and counts
+            return take(key, dtype, fix, alias)
+        codes: dict[Any, int] = {}
+        index = [codes.setdefault(k, len(codes)) for k in keys]
+        firsts: dict[int, Any] = {}
+        for code, value in zip(index, values, strict=True):
+            if code not in firsts:
+                firsts[code] = value
+                if len(firsts) == len(codes):
+                    break
+        array, bad = _column([firsts[c] for c in range(len(codes))], dtype, fix)
+        if bad:
+            return take(key, dtype, fix, alias)
+        return array.take(pa.array(index, type=pa.int32()))
+
+    cols["input_sizes"] = take_interned("input_sizes", SHAPES, _to_shapes, True, alias="sizes")
+    cols["output_sizes"] = take_interned("output_sizes", SHAPES, _to_shapes, True)
+    cols["input_dtypes"] = take_interned("input_dtypes", pa.list_(pa.string()), _to_strs, False)
+    cols["output_dtypes"] = take_interned("output_dtypes", pa.list_(pa.string()), _to_strs, False)
 
     # Process group: (name, desc) tuple in pickles, list in JSON; pre-2024 dumps only have pg_id.
     # Few distinct values: encode each entry as a code, resolve the distinct values once, expand
