@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import dcgm_signals
-from ..report import Affected, Confidence, Culprit, Severity, Verdict
+from ..report import Affected, Confidence, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
@@ -98,11 +98,8 @@ def detect(tables: Tables) -> list[Verdict]:
                 severity=Severity.CRITICAL,
                 key=gpu_key(host, pci),
                 confidence=confidence,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host_v] if host_v else [],
-                    gpus=[ctx.gpu],
-                    links=sorted({str(p["attrs"].get("reporter") or p.get("pci_bus_id")) for p in before}),
+                culprit=ctx.culprit(
+                    sorted({str(p["attrs"].get("reporter") or p.get("pci_bus_id")) for p in before})
                 ),
                 affected=Affected(hosts=[host_v] if host_v else []),
                 window_start_ns=min(
@@ -179,11 +176,7 @@ def _dcgm_only(tables: Tables, vanished: Any, covered: set[tuple[str | None, str
                 severity=Severity.WARNING,
                 key=gpu_key(host or "", pci or f"index{row.get('gpu_index')}"),
                 confidence=Confidence.PARTIAL,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host] if host else [],
-                    gpus=[ctx.gpu],
-                ),
+                culprit=ctx.culprit(),
                 window_start_ns=row.get("last_ts_ns"),
                 window_end_ns=row.get("host_last_ts_ns"),
                 evidence=[

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import dcgm_signals
-from ..report import Confidence, Culprit, Severity, Verdict
+from ..report import Confidence, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
@@ -72,11 +72,7 @@ def detect(tables: Tables) -> list[Verdict]:
                 severity=Severity.CRITICAL,
                 key=gpu_key(host, pci),
                 confidence=confidence,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host_v] if host_v else [],
-                    gpus=[ctx.gpu],
-                ),
+                culprit=ctx.culprit(),
                 window_start_ns=start,
                 window_end_ns=end,
                 evidence=ev,

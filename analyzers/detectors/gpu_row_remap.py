@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import Confidence, Culprit, Severity, Verdict
+from ..report import Confidence, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
@@ -96,11 +96,7 @@ def detect(tables: Tables) -> list[Verdict]:
                 severity=severity,
                 key=gpu_key(host, pci),
                 confidence=Confidence.FULL if both else Confidence.PARTIAL,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host_v] if host_v else [],
-                    gpus=[ctx.gpu],
-                ),
+                culprit=ctx.culprit(),
                 window_start_ns=start,
                 window_end_ns=end,
                 evidence=ev,

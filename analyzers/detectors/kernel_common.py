@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from .. import dcgm_signals
-from ..report import Evidence, GpuRef
+from ..report import Culprit, Evidence, GpuRef
 from ..tables import Tables
 from ..xid_catalog import action_of, lookup
 from .common import GpuIdentity, evidence_from_row, identity_for_pci, identity_for_pid
@@ -89,6 +89,15 @@ class GpuContext:
     def rank(self) -> int | None:
         """Rank using the GPU, when the identity table says so."""
         return self.identity.rank if self.identity else None
+
+    def culprit(self, links: Sequence[str] = ()) -> Culprit:
+        """The GPU as a verdict's culprit: its rank (when mapped), host and GPU reference."""
+        return Culprit(
+            ranks=[self.rank] if self.rank is not None else [],
+            hosts=[self.host] if self.host else [],
+            gpus=[self.gpu],
+            links=list(links),
+        )
 
     @property
     def gpu_index(self) -> int | None:

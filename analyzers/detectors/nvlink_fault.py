@@ -93,12 +93,7 @@ def detect(tables: Tables) -> list[Verdict]:
                 severity=Severity.CRITICAL if fatal else Severity.WARNING,
                 key=gpu_key(host, pci),
                 confidence=confidence,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host_v] if host_v else [],
-                    gpus=[ctx.gpu],
-                    links=links,
-                ),
+                culprit=ctx.culprit(links),
                 affected=Affected(
                     ranks=ranks_on_host(tables, host_v) if fatal else [], hosts=[host_v] if host_v else []
                 ),
@@ -195,11 +190,7 @@ def _counter_outliers(
                 severity=Severity.WARNING,
                 key=gpu_key(host or "", pci or f"index{row.get('gpu_index')}"),
                 confidence=Confidence.PARTIAL,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[host] if host else [],
-                    gpus=[ctx.gpu],
-                ),
+                culprit=ctx.culprit(),
                 window_start_ns=row.get("first_ts_ns"),
                 window_end_ns=row.get("last_ts_ns"),
                 evidence=[

@@ -192,11 +192,7 @@ def detect(tables: Tables) -> list[Verdict]:
                 severity=Severity.WARNING,
                 key=f"host={row.get('host') or '?'} port={row.get('pci_bus_id') or row.get('gpu_index')}",
                 confidence=Confidence.PARTIAL,
-                culprit=Culprit(
-                    ranks=[ctx.rank] if ctx.rank is not None else [],
-                    hosts=[row["host"]] if row.get("host") else [],
-                    gpus=[ctx.gpu],
-                ),
+                culprit=ctx.culprit(),
                 window_start_ns=row.get("first_ts_ns"),
                 window_end_ns=row.get("last_ts_ns"),
                 evidence=[dcgm_evidence(row, f"{row['field']} rose by {row['delta']:g}")],
