@@ -69,23 +69,35 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
 _WEAK_RANK_SOURCES = ("file-name", "process-elsewhere")
 
 
-def _prefer_manifest_over_file_names(table: pa.Table, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
-    """Where a dump's pid is a manifest rank, that rank beats a rank read from the file name."""
+def _with_manifest_rank(frame: pl.DataFrame, manifest: Manifest) -> pl.DataFrame | None:
+    """``frame`` plus ``_rank``: the rank the manifest gives each row's pid (same host, or host unknown)."""
     pairs = [(r.host, r.pid, r.rank) for r in manifest.ranks if r.pid is not None]
-    if not pairs or "rank_source" not in table.column_names:
-        return table, []
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    stated = pl.DataFrame(
+    if not pairs:
+        return None
+    lookup = pl.DataFrame(
         {"_host": [p[0] for p in pairs], "pid": [p[1] for p in pairs], "_rank": [p[2] for p in pairs]},
         schema={"_host": pl.String, "pid": pl.Int64, "_rank": pl.Int32},
     )
-    joined = frame.with_row_index("_row").join(stated, on="pid", how="left")
-    joined = joined.filter(
-        pl.col("_host").is_null() | pl.col("host").is_null() | (pl.col("_host") == pl.col("host"))
+    indexed = frame.with_row_index("_row")
+    matches = (
+        indexed.select("_row", "pid", pl.col("host").cast(pl.String))
+        .join(lookup, on="pid", how="inner")
+        .filter(pl.col("_host").is_null() | pl.col("host").is_null() | (pl.col("_host") == pl.col("host")))
+        .unique(subset="_row", keep="first", maintain_order=True)
+        .select("_row", "_rank")
     )
-    joined = joined.unique(subset="_row", keep="first", maintain_order=True).select("_row", "_rank")
-    merged = frame.with_row_index("_row").join(joined, on="_row", how="left").sort("_row")
+    return indexed.join(matches, on="_row", how="left").sort("_row").drop("_row")
+
+
+def _prefer_manifest_over_file_names(table: pa.Table, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
+    """Where a dump's pid is a manifest rank, that rank beats a rank read from the file name."""
+    if "rank_source" not in table.column_names or not any(r.pid is not None for r in manifest.ranks):
+        return table, []
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    merged = _with_manifest_rank(frame, manifest)
+    if merged is None:
+        return table, []
     overridden = (
         pl.col("_rank").is_not_null()
         & pl.col("rank_source").is_in(list(_WEAK_RANK_SOURCES))
@@ -107,29 +119,20 @@ def _prefer_manifest_over_file_names(table: pa.Table, manifest: Manifest) -> tup
     merged = merged.with_columns(
         pl.when(overridden).then(pl.col("_rank")).otherwise(pl.col("rank")).alias("rank"),
         pl.when(overridden).then(pl.lit("manifest")).otherwise(pl.col("rank_source")).alias("rank_source"),
-    ).drop("_row", "_rank")
+    ).drop("_rank")
     return conform("stacks", merged.to_arrow()), problems
 
 
 def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Table:
-    pairs = [(r.host, r.pid, r.rank) for r in manifest.ranks if r.pid is not None]
-    if not pairs:
+    """Rows without a rank get the one the manifest's pid map gives them."""
+    if not any(r.pid is not None for r in manifest.ranks):
         return table
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    lookup = pl.DataFrame(
-        {"_host": [p[0] for p in pairs], "pid": [p[1] for p in pairs], "_rank": [p[2] for p in pairs]},
-        schema={"_host": pl.String, "pid": pl.Int64, "_rank": pl.Int32},
-    )
-    joined = frame.with_row_index("_row").join(lookup, on="pid", how="left")
-    joined = joined.filter(
-        pl.col("_host").is_null() | pl.col("host").is_null() | (pl.col("_host") == pl.col("host"))
-    )
-    joined = joined.unique(subset="_row", keep="first", maintain_order=True)
-    merged = (
-        frame.with_row_index("_row").join(joined.select("_row", "_rank"), on="_row", how="left").sort("_row")
-    )
-    merged = merged.with_columns(pl.coalesce("rank", "_rank").alias("rank")).drop("_row", "_rank")
+    merged = _with_manifest_rank(frame, manifest)
+    if merged is None:
+        return table
+    merged = merged.with_columns(pl.coalesce("rank", "_rank").alias("rank")).drop("_rank")
     return conform(name, merged.to_arrow())
 
 
