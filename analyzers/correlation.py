@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .detectors.common import rank_pids_by_host
 from .ingest.manifest import Manifest
 from .report import Confidence, Role, Severity, Verdict, assign_ids, identity_ref, iso_utc, ranks_text
 from .tables import Tables
@@ -89,7 +90,7 @@ class _Node:
 def correlate(verdicts: list[Verdict], tables: Tables, manifest: Manifest) -> Correlation:
     """Place verdicts in one causal chain and pick the root cause."""
     host_of_rank = _host_of_rank(tables, manifest)
-    rank_pids = _rank_pids(tables, manifest)
+    rank_pids = rank_pids_by_host(tables)
     nodes = [_node(v, host_of_rank, rank_pids) for v in verdicts]
     for cause in nodes:
         for effect in nodes:
@@ -128,19 +129,6 @@ def _host_of_rank(tables: Tables, manifest: Manifest) -> dict[int, str]:
             if rank is not None and host is not None:
                 mapping.setdefault(int(rank), str(host))
     return mapping
-
-
-def _rank_pids(tables: Tables, manifest: Manifest) -> dict[str, set[int]]:
-    """Pids known to belong to ranks, per host (manifest and identity)."""
-    pids: dict[str, set[int]] = {}
-    for spec in manifest.ranks:
-        if spec.host and spec.pid is not None:
-            pids.setdefault(spec.host, set()).add(spec.pid)
-    if tables.has("identity"):
-        for host, pid, rank in tables.df("identity").select("host", "pid", "rank").iter_rows():
-            if host is not None and pid is not None and rank is not None:
-                pids.setdefault(str(host), set()).add(int(pid))
-    return pids
 
 
 def _node(verdict: Verdict, host_of_rank: dict[int, str], rank_pids: dict[str, set[int]]) -> _Node:

@@ -92,6 +92,19 @@ def identity_for_pid(tables: Tables, host: str | None, pid: int | None) -> GpuId
     return None
 
 
+def rank_pids_by_host(tables: Tables) -> dict[str, set[int]]:
+    """Pids the identity table ties to a rank, per host (the manifest's pids are in it too)."""
+    if not tables.has("identity"):
+        return {}
+    pids: dict[str, set[int]] = {}
+    known = tables.df("identity").filter(
+        pl.col("rank").is_not_null() & pl.col("pid").is_not_null() & pl.col("host").is_not_null()
+    )
+    for host, pid in known.select("host", "pid").iter_rows():
+        pids.setdefault(str(host), set()).add(int(pid))
+    return pids
+
+
 def ranks_on_host(tables: Tables, host: str | None) -> list[int]:
     """Ranks the identity table places on ``host``."""
     if host is None:

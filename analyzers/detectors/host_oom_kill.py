@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from ..report import Confidence, Culprit, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
+from .common import rank_pids_by_host
 from .kernel_common import evidence, kernel_rows, order_key, pid_rank, total_count, window
 
 
@@ -59,7 +58,7 @@ def detect(tables: Tables) -> list[Verdict]:
         corroborated = (rank is not None and rank in killed_by_launcher[0]) or pid in killed_by_launcher[1]
         missing = []
         if rank is None:
-            known = _rank_pids(tables, host_v)
+            known = rank_pids_by_host(tables).get(host_v or "", set())
             missing.append(
                 f"pid {pid} ({comm}) on {host_v} is not mapped to a rank: it is none of the {len(known)} rank pids known on that host"
                 if known
@@ -133,13 +132,3 @@ DETECTOR = Detector(
     detect=detect,
     scope=__name__,
 )
-
-
-def _rank_pids(tables: Tables, host: str | None) -> set[int]:
-    """Pids the identity table knows for ranks on ``host``."""
-    if not tables.has("identity"):
-        return set()
-    identity = tables.df("identity").filter(pl.col("rank").is_not_null() & pl.col("pid").is_not_null())
-    if host is not None:
-        identity = identity.filter(pl.col("host").is_null() | (pl.col("host") == host))
-    return {int(p) for p in identity["pid"].to_list()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tracecore.analyzers.correlation import correlate
+from tracecore.analyzers.identity import build_identity
 from tracecore.analyzers.ingest.manifest import Manifest, RankSpec
 from tracecore.analyzers.report import (
     Affected,
@@ -194,7 +195,8 @@ def test_killed_process_that_is_not_a_rank_is_not_linked_by_host() -> None:
         evidence=_ev("kernel_log"),
         window_start_ns=1_000,
     )
-    result = correlate([oom, hang([2], [0, 1, 3])], Tables(), manifest)
+    identity, _ = build_identity(Tables(), manifest)  # as the pipeline does before correlating
+    result = correlate([oom, hang([2], [0, 1, 3])], Tables({"identity": identity}), manifest)
     verdicts = by_pattern(result.verdicts)
     assert result.root_cause == verdicts["collective-hang"].id
     assert verdicts["host-oom-kill"].role is Role.FINDING
