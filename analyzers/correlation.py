@@ -162,6 +162,11 @@ def _hits_ranks(cause: _Node, effect: _Node) -> bool:
     return bool(cause.rank_unknown and effect.hosts and cause.hosts & effect.hosts)
 
 
+def _touches_hosts(cause: _Node, effect: _Node) -> bool:
+    """The cause's hosts include one of the effect's culprit or affected hosts."""
+    return bool(cause.hosts & (effect.hosts | set(effect.verdict.affected.hosts)))
+
+
 def _explains(cause: _Node, effect: _Node) -> bool:
     c, e = cause.pattern, effect.pattern
     if c == e:
@@ -177,22 +182,20 @@ def _explains(cause: _Node, effect: _Node) -> bool:
         )
     if c == "ib-link-flap":
         if e == "nccl-transport-error":
-            return bool(cause.hosts & (effect.hosts | set(effect.verdict.affected.hosts)))
+            return _touches_hosts(cause, effect)
         if e == "collective-stall":
-            return effect.verdict.details.get("host_span") in (None, "cross-node") and bool(
-                cause.hosts & set(effect.verdict.affected.hosts) | (cause.hosts & effect.hosts)
+            return effect.verdict.details.get("host_span") in (None, "cross-node") and _touches_hosts(
+                cause, effect
             )
-        return e in ("collective-hang",) and _hits_ranks(cause, effect)
+        return e == "collective-hang" and _hits_ranks(cause, effect)
     if c == "nvlink-fault" and e == "collective-stall":
-        return effect.verdict.details.get("host_span") in (None, "intra-node") and bool(
-            cause.hosts & (effect.hosts | set(effect.verdict.affected.hosts))
+        return effect.verdict.details.get("host_span") in (None, "intra-node") and _touches_hosts(
+            cause, effect
         )
     if c == "nccl-transport-error" and e == "collective-stall":
-        return bool(cause.hosts & (effect.hosts | set(effect.verdict.affected.hosts))) or not cause.hosts
+        return _touches_hosts(cause, effect) or not cause.hosts
     if c in HARDWARE or c in PROGRAM:
         if e in ("collective-hang", "stack-outlier", "slow-rank", "process-crash", "collective-stall"):
-            if c == e:
-                return False
             if e == "process-crash" and c not in (
                 "host-oom-kill",
                 "cuda-oom",
@@ -200,8 +203,6 @@ def _explains(cause: _Node, effect: _Node) -> bool:
                 "gpu-memory-ecc",
             ):
                 return False
-            return _hits_ranks(cause, effect)
-        if c in ("input-stall", "storage-stall", "gil-contention") and e == "stack-outlier":
             return _hits_ranks(cause, effect)
         return False
     if c == "collective-mismatch" and e in ("collective-hang", "stack-outlier"):
