@@ -59,11 +59,18 @@ def analyze_ingested(
     detectors: Sequence[Detector] = DETECTORS,
     raise_errors: bool = False,
     incident_label: str | None = None,
+    enriched: bool = False,
 ) -> Report:
-    """Run identity, detectors and correlation on an already ingested incident."""
-    enriched = apply_manifest_and_identity(result)
-    run = run_detectors(enriched, detectors, selftel, raise_errors)
-    correlation = correlate(run.verdicts, enriched.tables, enriched.manifest)
+    """Run identity, detectors and correlation on an already ingested incident.
+
+    ``enriched`` says the tables already had the manifest, clock and identity applied (a table
+    directory written by ``tracecore ingest``), so host clock offsets are not removed twice.
+    """
+    if not enriched:
+        result = apply_manifest_and_identity(result)
+    enriched_result = result
+    run = run_detectors(enriched_result, detectors, selftel, raise_errors)
+    correlation = correlate(run.verdicts, enriched_result.tables, enriched_result.manifest)
     by_id = {d.id: d for d in detectors}
     for verdict in correlation.verdicts:
         detector = by_id.get(verdict.pattern)
@@ -72,7 +79,7 @@ def analyze_ingested(
             handle.verdict(
                 verdict.pattern, verdict.severity.value, verdict.confidence.value, verdict.role.value
             )
-    summary = enriched.summary
+    summary = enriched_result.summary
     for failure in run.failures:
         summary.problems.append(Problem("(analysis)", None, failure))
     return Report(
@@ -83,7 +90,7 @@ def analyze_ingested(
         root_cause=correlation.root_cause,
         window_start_ns=correlation.window_start_ns,
         window_end_ns=correlation.window_end_ns,
-        notes=[*enriched.notes, *correlation.notes],
+        notes=[*enriched_result.notes, *correlation.notes],
         summary=correlation.summary,
     )
 
@@ -108,7 +115,9 @@ def analyze(
         raise IncidentInputError(f"{path}: no such file or directory")
     if is_table_dir(path):
         result = load_table_dir(path)
-        return analyze_ingested(result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path))
+        return analyze_ingested(
+            result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path), enriched=True
+        )
     limits = limits or BundleLimits()
     with open_bundle(path, limits) as opened:
         result = ingest(

@@ -43,6 +43,7 @@ def write_table_dir(
         "incident": str(result.root),
         "ingest": result.summary.to_dict(),
         "manifest": manifest_document,
+        "notes": result.notes,
         "tables": {name: result.tables[name].num_rows for name in SCHEMAS},
     }
     (out / INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -65,7 +66,13 @@ def load_table_dir(path: Path) -> IngestResult:
             tables[name] = conform(name, pq.read_table(file))
     summary = _summary_from_dict(index.get("ingest", {}))
     manifest = parse_manifest(index["manifest"]) if index.get("manifest") else Manifest()
-    return IngestResult(Path(index.get("incident", str(path))), Tables(tables), summary, manifest)
+    return IngestResult(
+        Path(index.get("incident", str(path))),
+        Tables(tables),
+        summary,
+        manifest,
+        notes=list(index.get("notes", [])),
+    )
 
 
 def _summary_from_dict(data: dict[str, Any]) -> IngestSummary:
