@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..report import SkippedFile
-from .base import SNIFF_BYTES, SourceParser
+from .base import SNIFF_BYTES, STRONG_CLAIM, SourceParser
 from .manifest import MANIFEST_NAME, Manifest
 
 # Folder names that describe content rather than a host; never taken as a host name.
@@ -284,6 +284,8 @@ def discover(root: Path, parsers: Sequence[SourceParser], manifest: Manifest) ->
                 score = parser.sniff(head, inner_name)
                 if score > best_score:
                     best, best_score = parser, score
+                if best_score >= STRONG_CLAIM:
+                    break  # nothing scores higher and ties go to the first: the rest cannot win
             if best is None:
                 skipped.append(SkippedFile(rel, "format not recognised by any parser"))
                 continue

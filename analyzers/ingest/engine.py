@@ -32,6 +32,7 @@ from .registry import PARSERS, parser_for
 PARALLEL_MIN_BYTES = 8 << 20
 PARALLEL_MIN_FILES = 8
 MAX_FILE_BYTES = 2 << 30
+HEAD_DIGEST_BYTES = 64 << 10
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -280,15 +281,25 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     for group in by_size.values():
         if len(group) < 2:
             continue
-        first_by_digest: dict[bytes, str] = {}
+        # Same-size files are common (per-rank dumps of one job): a digest of the first 64 KiB
+        # separates almost all of them, and only files whose heads agree are hashed whole.
+        by_head: dict[bytes, list[DiscoveredFile]] = {}
         for job in group:
-            digest = _content_digest(job.path)
-            if digest is None:
-                continue  # unreadable now: parse_one reports it
-            if digest in first_by_digest:
-                duplicate_of[job.rel] = first_by_digest[digest]
-            else:
-                first_by_digest[digest] = job.rel
+            head = _content_digest(job.path, HEAD_DIGEST_BYTES)
+            if head is not None:  # unreadable now: parse_one reports it
+                by_head.setdefault(head, []).append(job)
+        for same_head in by_head.values():
+            if len(same_head) < 2:
+                continue
+            first_by_digest: dict[bytes, str] = {}
+            for job in same_head:
+                digest = _content_digest(job.path)
+                if digest is None:
+                    continue
+                if digest in first_by_digest:
+                    duplicate_of[job.rel] = first_by_digest[digest]
+                else:
+                    first_by_digest[digest] = job.rel
     if not duplicate_of:
         return files
     for rel in sorted(duplicate_of):
@@ -300,12 +311,18 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     return [job for job in files if job.rel not in duplicate_of]
 
 
-def _content_digest(path: Path) -> bytes | None:
+def _content_digest(path: Path, limit: int | None = None) -> bytes | None:
+    """Digest of the file's content (of its first ``limit`` bytes when given); None if unreadable."""
     digest = hashlib.blake2b(digest_size=20)
+    remaining = limit
     try:
         with open_regular(path) as handle:
-            while chunk := handle.read(1 << 20):
+            while chunk := handle.read(1 << 20 if remaining is None else min(1 << 20, remaining)):
                 digest.update(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+                    if remaining <= 0:
+                        break
     except OSError:
         return None
     return digest.digest()
