@@ -583,10 +583,58 @@ def _rank_from_manifest(manifest: Manifest, host: str | None) -> int | None:
     return ranks[0] if len(ranks) == 1 else None
 
 
+# The plain-typed fields of an entry, converted in one pass by Arrow's C++ converter when every
+# entry's values already have the right types (what torch writes): ~3x cheaper than one
+# Python-level conversion per column. Any type error sends the dump down the per-column path,
+# which repairs and counts the bad values.
+_DIRECT_FIELDS = pa.struct(
+    [
+        ("record_id", pa.int64()),
+        ("pg_id", pa.int64()),
+        ("collective_seq_id", pa.int64()),
+        ("p2p_seq_id", pa.int64()),
+        ("op_id", pa.int64()),
+        ("timeout_ms", pa.int64()),
+        ("duration_ms", pa.float64()),
+        ("time_created_ns", pa.int64()),
+        ("time_discovered_started_ns", pa.int64()),
+        ("time_discovered_completed_ns", pa.int64()),
+        ("state", pa.string()),
+        ("retired", pa.bool_()),
+        ("is_p2p", pa.bool_()),
+        ("thread_name", pa.string()),
+        ("thread_id", pa.string()),
+        ("profiling_name", pa.string()),
+        ("input_sizes", SHAPES),
+        ("output_sizes", SHAPES),
+        ("input_dtypes", pa.list_(pa.string())),
+        ("output_dtypes", pa.list_(pa.string())),
+    ]
+)
+# Older spellings, read through ``alias`` on the per-column path only: field -> alias.
+_ALIASES = {"collective_seq_id": "seq_id", "input_sizes": "sizes"}
+
+
+def _direct_fields(good: list[dict[str, Any]]) -> pa.StructArray | None:
+    """All plain fields in one Arrow conversion, or None when a value needs repair or an alias."""
+    try:
+        array = pa.array(good, type=_DIRECT_FIELDS, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return None
+    if not isinstance(array, pa.StructArray):
+        return None
+    for field, alias in _ALIASES.items():
+        # An alias is read only where the field itself is absent, which shows as a null here.
+        if array.field(field).null_count and any(alias in entry for entry in good):
+            return None
+    return array
+
+
 def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, Any], int]:
     """Column arrays of one dump's entries, built one column at a time (no per-entry dicts)."""
     damaged = 0
     cols: dict[str, Any] = {}
+    direct = _direct_fields(good)
 
     # Fast path: torch writes every entry with the same keys in the same order, so the columns
     # are one transpose of the entries' values (one C-level zip instead of a get per field).
@@ -606,6 +654,8 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
 
     def take(key: str, dtype: pa.DataType, fix: Callable[[Any], Any], alias: str | None = None) -> pa.Array:
         nonlocal damaged
+        if direct is not None:
+            return direct.field(key)
         array, bad = _column(values_of(key, alias), dtype, fix)
         damaged += bad
         return array
@@ -644,6 +694,8 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
         # Few distinct shapes/dtype lists per dump: convert each distinct one once and expand
         # with take (nested list conversion is the costliest part of pa.array here).
         nonlocal damaged
+        if direct is not None:
+            return direct.field(key)
         values = values_of(key, alias)
         try:
             keys = [tuple(map(tuple, v)) for v in values] if nested else [tuple(v) for v in values]
@@ -696,13 +748,20 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     cols["pg_desc"] = pa.array(descs, type=pa.string()).take(index)
 
     # Profiling names repeat: split each distinct one once.
-    name_codes: dict[Any, int] = {}
-    codes = [name_codes.setdefault(n, len(name_codes)) for n in values_of("profiling_name")]
-    split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in name_codes]
-    index = pa.array(codes, type=pa.int32())
-    cols["profiling_name"] = pa.array(
-        [n if isinstance(n, str) else None for n in name_codes], type=pa.string()
-    ).take(index)
+    if direct is not None:
+        encoded = pc.dictionary_encode(direct.field("profiling_name"), null_encoding="encode")
+        distinct: list[Any] = encoded.dictionary.to_pylist()
+        index = encoded.indices
+        cols["profiling_name"] = direct.field("profiling_name")
+    else:
+        name_codes: dict[Any, int] = {}
+        codes = [name_codes.setdefault(n, len(name_codes)) for n in values_of("profiling_name")]
+        distinct = list(name_codes)
+        index = pa.array(codes, type=pa.int32())
+        cols["profiling_name"] = pa.array(
+            [n if isinstance(n, str) else None for n in distinct], type=pa.string()
+        ).take(index)
+    split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in distinct]
     cols["backend"] = pa.array([p[0] or None for p in split], type=pa.string()).take(index)
     ops = pa.array([p[1] or None for p in split], type=pa.string()).take(index)
     cols["op"] = ops
