@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from . import dcgm_fields
-from .detectors.common import GpuIdentity, identity_for_pci
+from .detectors.common import GpuIdentity, identity_for_pci, map_value
 from .tables import Tables
 
 GPU_KEY = ["host", "gpu_index", "pci_bus_id", "gpu_uuid"]
@@ -98,7 +98,7 @@ def canonical_fields(fields: list[str] | tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(dcgm_fields.canonical(f)[0] for f in fields))
 
 
-# Columns the signals read; passed as ``columns`` so large captures never copy ``labels``.
+# Columns the signals read; passed as ``columns`` so large captures copy only what is read.
 SIGNAL_COLUMNS = [*GPU_KEY, "field", "metric", "value", "ts_ns", "source_file", "scrape", "source_line"]
 _READING_COLUMNS = [*GPU_KEY, "field", "value", "ts_ns", "source_file", "source_line"]
 _LAST_SEEN_COLUMNS = [*GPU_KEY, "ts_ns", "source_file", "source_line"]
@@ -172,7 +172,7 @@ def gpu_rows(
     """``gpu_metrics`` rows that belong to a whole GPU, optionally only ``fields``, in reading order.
 
     ``columns`` limits the result to those columns (all when ``None``): with millions of rows,
-    copying only what a signal reads (not the ``labels`` map) is most of the cost.
+    copying only what a signal reads is most of the cost.
     """
     if not tables.has("gpu_metrics"):
         frame = tables.df("gpu_metrics").clear()
@@ -373,6 +373,17 @@ def idle_outliers(tables: Tables) -> pl.DataFrame:
         pl.when(pl.col("timed")).then(pl.col("last_tick")).otherwise(None).alias("last_ts_ns"),
     )
     return result.select(_typed(IDLE_SCHEMA)).sort(GPU_KEY, nulls_last=True)
+
+
+def with_label(tables: Tables, frame: pl.DataFrame, alias: str, keys: tuple[str, ...]) -> pl.DataFrame:
+    """``frame`` (with ``labels_id``) plus ``alias``: the first of the label ``keys`` its row carries.
+
+    Labels are stored once per label set (``gpu_labels``); this joins the few wanted values onto
+    the rows, never the whole map. Null where the row's label set has none of ``keys``.
+    """
+    labels = tables.df("gpu_labels")
+    values = labels.select("labels_id", pl.coalesce([map_value("labels", k) for k in keys]).alias(alias))
+    return frame.join(values, on="labels_id", how="left", maintain_order="left")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ..dcgm_signals import with_label
 from ..report import Affected, Confidence, Culprit, Evidence, Severity, Verdict, excerpt
 from ..tables import Tables
 from .base import Detector
@@ -83,19 +84,15 @@ def _nccl_versions(tables: Tables) -> list[_Fact]:
 def _host_facts(tables: Tables) -> list[_Fact]:
     if not tables.has("gpu_metrics"):
         return []
-    full = tables.df("gpu_metrics")
-    # Narrow columns first: the per-row labels map is by far the widest, and only one row per host needs it.
     metrics = (
-        full.select("host", "model_name", "gpu_index", "mig_instance", "source_file", "source_line")
-        .with_row_index("_row")
+        tables.df("gpu_metrics")
+        .select("host", "model_name", "gpu_index", "mig_instance", "source_file", "source_line", "labels_id")
         .filter(pl.col("host").is_not_null())
     )
     facts: list[_Fact] = []
-    driver = pl.coalesce([map_value("labels", k) for k in DRIVER_LABELS])
+    # The driver version is read from the labels of each host's first row.
     first = metrics.unique(subset=["host"], keep="first", maintain_order=True)
-    first = first.with_columns(full["labels"].gather(first["_row"]).alias("labels")).with_columns(
-        driver.alias("_driver")
-    )
+    first = with_label(tables, first, "_driver", DRIVER_LABELS)
     for row in first.select("host", "_driver", "source_file", "source_line").iter_rows(named=True):
         if row["_driver"]:
             facts.append(
@@ -149,7 +146,7 @@ def detect(tables: Tables) -> list[Verdict]:
 
     Signals:
         ``app_events.attrs["nccl_version"]``, ``fr_entries.comm_lib_version``,
-        ``gpu_metrics.labels`` driver-version labels, ``gpu_metrics.model_name``,
+        ``gpu_labels`` driver-version labels (of each host's first row), ``gpu_metrics.model_name``,
         ``gpu_metrics.gpu_index`` per host.
 
     Rule:

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from .. import dcgm_fields
-from ..dcgm_signals import GPU_KEY, SIGNAL_COLUMNS, counter_deltas, gpu_rows, rank_for_gpu
+from ..dcgm_signals import GPU_KEY, SIGNAL_COLUMNS, counter_deltas, gpu_rows, rank_for_gpu, with_label
 from ..report import Affected, Culprit, Evidence, GpuRef, Severity, Verdict, excerpt
 from ..tables import Tables
 from .base import Detector
@@ -199,8 +199,8 @@ def _event_counts(tables: Tables, finding: Any) -> None:
     rows = gpu_rows(tables, [EVENTS_COUNT_FIELD])
     if rows.height == 0:
         return
-    event = pl.col("labels").map.get("clock_event").str.to_lowercase()
-    rows = rows.with_columns(event.alias("event")).filter(
+    rows = with_label(tables, rows, "event", ("clock_event",))
+    rows = rows.with_columns(pl.col("event").str.to_lowercase()).filter(
         pl.col("event").is_in(list(SLOWDOWN_EVENTS)) & (pl.col("value") > 0)
     )
     for row in rows.iter_rows(named=True):

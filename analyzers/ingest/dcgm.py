@@ -21,18 +21,27 @@ Exposition lines are parsed with Polars string expressions, so large scrapes sta
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import dcgm_fields
 from ..report import Problem
 from ..selftel import SourceWire
-from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, WEAK_CLAIM, FileContext, ParseOutput, SourceParser
+from .base import (
+    CLAIM,
+    NO_CLAIM,
+    STRONG_CLAIM,
+    WEAK_CLAIM,
+    FileContext,
+    FinalizeOutput,
+    ParseOutput,
+    SourceParser,
+)
 from .manifest import Manifest, normalize_pci, tzinfo_for
 
 # Rejection reasons (the ledger's vocabulary for this source).
@@ -47,6 +56,8 @@ R_NOT_SERIES = "query result that is not a series (scalar/string)"
 REASONS = (R_BLANK, R_SENTINEL, R_NAN, R_INF, R_BAD_VALUE, R_MALFORMED, R_NO_VALUE, R_NOT_SERIES)
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
+# A parsed file: gpu_metrics and gpu_labels, or None when it holds no readings.
+_Output = dict[str, pa.Table] | None
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
 # --- sniffing -----------------------------------------------------------------------------------
@@ -95,7 +106,7 @@ class DcgmParser(SourceParser):
     """dcgm-exporter scrapes, Prometheus query JSON and ``dcgmi dmon`` text into ``gpu_metrics``."""
 
     source = "dcgm"
-    tables = ("gpu_metrics",)
+    tables = ("gpu_metrics", "gpu_labels")
     telemetry = SourceWire(component_id="dcgm", scope=__name__, reasons=REASONS)
 
     def sniff(self, head: bytes, name: str) -> int:
@@ -112,23 +123,34 @@ class DcgmParser(SourceParser):
         kind = _format_of(text)
         try:
             if kind == "json":
-                table = _parse_json(ctx, text, out, ctx.data)
+                parsed = _parse_json(ctx, text, out, ctx.data)
             elif kind == "counters":
                 _parse_counters_csv(ctx, text, out)
-                table = None
+                parsed = None
             elif kind == "dmon":
-                table = _parse_dmon(ctx, text, out)
+                parsed = _parse_dmon(ctx, text, out)
             else:
-                table = _parse_exposition(ctx, text, out)
+                parsed = _parse_exposition(ctx, text, out)
         except Exception as exc:  # a bug must not lose the ledger of the other files
             out.problems.append(
                 Problem(ctx.rel, None, f"DCGM export not parsed: {type(exc).__name__}: {exc}")
             )
             return out
-        if table is not None and table.num_rows:
-            out.tables["gpu_metrics"] = table
-            out.records = table.num_rows
+        if parsed is not None and parsed["gpu_metrics"].num_rows:
+            out.tables.update(parsed)
+            out.records = parsed["gpu_metrics"].num_rows
         return out
+
+    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+        """Keep one ``gpu_labels`` row per label set (files that share label sets each listed it)."""
+        labels = tables.get("gpu_labels")
+        if labels is not None and labels.num_rows:
+            first: dict[int, int] = {}
+            for row, key in enumerate(labels.column("labels_id").to_pylist()):
+                first.setdefault(key, row)
+            if len(first) < labels.num_rows:
+                tables = {**tables, "gpu_labels": labels.take(pa.array(list(first.values()), pa.int64()))}
+        return FinalizeOutput(tables)
 
 
 def _sniff(head: bytes, name: str) -> int:
@@ -383,18 +405,19 @@ def _classify_values(frame: pl.DataFrame) -> pl.DataFrame:
 _SENTINEL_FLOOR = float(min(dcgm_fields.INT32_BLANK, dcgm_fields.FP64_BLANK))
 
 
-def _classify_or_accept(frame: pl.DataFrame) -> pl.DataFrame:
+def _classify_or_accept(frame: pl.DataFrame, kinds: pl.Series) -> pl.DataFrame:
     """``value`` for every row when all are plain finite numbers below the sentinels, else classify.
 
     Real exports are almost all plain numbers: one cast and one check instead of the full
     classification (strip, integer cast, sentinel rules) over millions of rows. Any other row
-    sends the whole frame through :func:`_classify_values`, so results never differ.
+    sends the whole frame through :func:`_classify_values` (with each row's DCGM value kind,
+    ``kinds`` indexed by series), so results never differ.
     """
     value = pl.col("value_text").cast(pl.Float64, strict=False)
     plain = frame.select(value.alias("value"), (value.abs() < _SENTINEL_FLOOR).alias("plain"))
     if plain.get_column("plain").null_count() == 0 and plain.get_column("plain").all():
         return frame.with_columns(plain.get_column("value"))
-    return _classify_values(frame)
+    return _classify_values(frame.with_columns(kinds.gather(frame.get_column("series")).alias("kind")))
 
 
 def _count_rejects(frame: pl.DataFrame, out: ParseOutput, rel: str) -> pl.DataFrame:
@@ -416,6 +439,31 @@ def _count_rejects(frame: pl.DataFrame, out: ParseOutput, rel: str) -> pl.DataFr
     return frame.filter(pl.col("reject").is_null())
 
 
+def labels_id(labels: dict[str, str]) -> int:
+    """Stable id of a label set as read (order kept): the first 8 bytes of its BLAKE2b hash.
+
+    The same labels give the same id in every file and process, so ``gpu_labels`` holds each
+    label set once however many files, series and samples carry it.
+    """
+    text = json.dumps(list(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True
+    )
+
+
+def _labels_table(label_sets: list[dict[str, str]], ids: list[int], used: list[int]) -> pa.Table:
+    """``gpu_labels`` rows for the series numbers in ``used``: one per distinct label set."""
+    seen: dict[int, dict[str, str]] = {}
+    for series in used:
+        seen.setdefault(ids[series], label_sets[series])
+    return pa.table(
+        {
+            "labels_id": pa.array(list(seen), pa.int64()),
+            "labels": pa.array([list(labels.items()) for labels in seen.values()], type=MAP_TYPE),
+        }
+    )
+
+
 def _finish(
     samples: pl.DataFrame,
     label_sets: list[dict[str, str]],
@@ -426,13 +474,14 @@ def _finish(
     types: list[str | None] | None = None,
     ident: dict[str, list[Any]] | None = None,
     fields: dict[str, list[Any]] | None = None,
-) -> pa.Table | None:
-    """Join per-series facts onto samples (by ``series``), classify values, add labels.
+) -> dict[str, pa.Table] | None:
+    """Join per-series facts onto samples (by ``series``), classify values; ``gpu_metrics`` and ``gpu_labels``.
 
-    ``samples`` has series, source_line, value_text, ts_ns, ts_origin, scrape. Per series
-    (``series`` indexes these lists): its labels, metric name as written, Prometheus type,
-    identity columns (``ident`` replaces the label-derived ones where a format knows better) and
-    field columns (``fields`` replaces the name look-up, e.g. dmon's ``-e`` field ids).
+    ``samples`` has series, source_line, ts_ns, ts_origin, scrape and either ``value_text`` (to
+    classify) or ``value`` (already known to be plain finite readings). Per series (``series``
+    indexes these lists): its labels, metric name as written, Prometheus type, identity columns
+    (``ident`` replaces the label-derived ones where a format knows better) and field columns
+    (``fields`` replaces the name look-up, e.g. dmon's ``-e`` field ids).
     """
     if samples.height == 0:
         return None
@@ -459,20 +508,15 @@ def _finish(
     for name in _IDENTITY_NAMES:
         if name not in series_frame.columns:
             series_frame = series_frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    # Per-series facts reach the rows by gathering on the series number (no hash joins).
-    series_col = samples.get_column("series").cast(pl.Int64)
-    frame = samples.with_columns(
-        series_col,
-        series_frame.get_column("kind").gather(series_col).alias("kind"),
-        series_frame.get_column("metric").gather(series_col).alias("metric"),
-    )
-    frame = _classify_or_accept(frame)
-    if "reject" in frame.columns:
-        frame = _count_rejects(frame, out, ctx.rel)
+    frame = samples.with_columns(pl.col("series").cast(pl.Int64))
+    if "value" not in frame.columns:
+        frame = _classify_or_accept(frame, series_frame.get_column("kind"))
+        if "reject" in frame.columns:
+            frame = _count_rejects(frame, out, ctx.rel)
     if frame.height == 0:
         return None
     # Per-series strings become dictionary columns over the series number (no per-row strings);
-    # numbers and the labels map are gathered.
+    # numbers are gathered; labels are kept once per label set in gpu_labels.
     series_index = frame.get_column("series").cast(pl.Int32).to_arrow()
     facts = series_frame.drop("kind", "series").to_arrow()
     columns: dict[str, Any] = {}
@@ -484,20 +528,22 @@ def _finish(
             columns[name] = fact.take(series_index)
     own = frame.select("source_line", "ts_ns", "value", "scrape").to_arrow()
     columns.update({name: own.column(name) for name in own.column_names})
-    columns["ts_origin"] = pc.dictionary_encode(
-        frame.get_column("ts_origin").cast(pl.String).to_arrow()
-    ).cast(_DICT)
+    columns["ts_origin"] = (
+        frame.get_column("ts_origin").cast(pl.String).cast(pl.Categorical).to_arrow().cast(_DICT)
+    )
     columns["source_file"] = pa.DictionaryArray.from_arrays(
         pa.nulls(frame.height, pa.int32()).fill_null(0), pa.array([ctx.rel], pa.string())
     )
-    columns["labels"] = pa.array([list(d.items()) for d in label_sets], type=MAP_TYPE).take(series_index)
-    return pa.table(columns)
+    ids = [labels_id(labels) for labels in label_sets]
+    columns["labels_id"] = pa.array(ids, pa.int64()).take(series_index)
+    used = frame.get_column("series").unique(maintain_order=True).to_list()
+    return {"gpu_metrics": pa.table(columns), "gpu_labels": _labels_table(label_sets, ids, used)}
 
 
 # ================================================================================================
 # Prometheus text exposition
 # ================================================================================================
-def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+def _parse_exposition(ctx: FileContext, text: str, out: ParseOutput) -> _Output:
     # Python's split is the fastest way to lines; every later step is a Polars expression, and
     # names and labels are parsed once per distinct series, not once per line.
     lines = pl.DataFrame({"line": pl.Series("line", text.split("\n"), dtype=pl.String)}).with_row_index(
@@ -708,7 +754,7 @@ _VALUES_KEY = b'"values":['
 _CSV_UNSAFE = r'[\s\[\],"\\]|^(?:null|true|false)$'
 
 
-def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Table | bool | None:
+def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> _Output | bool:
     """Compact range-query matrices: every ``values`` array read as CSV, the rest as small JSON.
 
     In valid JSON the bytes ``"values":[`` only occur as a key, so each series' points are the
@@ -718,7 +764,6 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Tab
     millions of pairs). Any doubt (whitespace, escapes, ``null``, points that are not pairs, a
     ``value`` vector) returns ``False`` and the JSON readers decide, so results never differ.
     """
-    import io
 
     starts: list[int] = []
     ends: list[int] = []
@@ -778,25 +823,8 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Tab
     total = sum(counts)
     if total == 0:
         return False
-    try:
-        points = pl.read_csv(
-            io.BytesIO(b"\n".join(chunks)),
-            has_header=False,
-            new_columns=["t", "value_text"],
-            schema_overrides={"t": pl.String, "value_text": pl.String},
-            quote_char='"',
-        )
-    except Exception:  # a point that is not a pair, or anything else: the JSON readers decide
-        return False
-    if points.width != 2 or points.height != total:
-        return False
-    seconds = pl.col("t").cast(pl.Float64, strict=False)
-    check = points.select(
-        seconds.null_count().alias("bad_t"),
-        pl.col("value_text").null_count().alias("null_v"),
-        pl.col("value_text").str.contains(_CSV_UNSAFE).any().alias("unsafe_v"),
-    ).row(0)
-    if check[0] or check[1] or check[2]:
+    points = _read_points(b"\n".join(chunks), total)
+    if points is None:
         return False
     present = [(index, count) for index, count in enumerate(counts) if count]
     series_ids = pl.select(
@@ -807,8 +835,8 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Tab
     ).to_series()
     samples = points.select(
         series_ids,
-        ((seconds * 1000).round(0).cast(pl.Int64) * 1_000_000).alias("ts_ns"),
-        "value_text",
+        ((pl.col("t") * 1000).round(0).cast(pl.Int64) * 1_000_000).alias("ts_ns"),
+        pl.exclude("t"),
     ).with_columns(
         (pl.col("series") + 1).alias("source_line"),
         pl.lit("sample").alias("ts_origin"),
@@ -817,7 +845,61 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> pa.Tab
     return _finish(samples, label_sets, metrics, ctx, out)
 
 
-def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput) -> pa.Table | bool | None:
+def _read_points(lines: bytes, total: int) -> pl.DataFrame | None:
+    """``t`` (seconds, Float64) and ``value`` or ``value_text`` of ``time,"value"`` lines; None if in doubt.
+
+    Real exports hold plain numbers: read as Float64 at once, they need no classification
+    (``value``). Any other value (blank, NaN, a sentinel, text) makes that read fail or leaves a
+    reading that is not plain; then the values are read as text (``value_text``) and classified
+    like every other format's.
+    """
+    import io
+
+    numbers = None
+    # One comma per point: no third element (the typed read would drop an empty one), no comma
+    # inside a value.
+    if lines.count(b",") == total:
+        try:
+            numbers = pl.read_csv(
+                io.BytesIO(lines),
+                has_header=False,
+                new_columns=["t", "value"],
+                schema={"t": pl.Float64, "value": pl.Float64},
+                quote_char='"',
+            )
+        except Exception:  # not plain numbers: read as text below
+            numbers = None
+    if numbers is not None and numbers.height == total:
+        plain = numbers.select(
+            pl.col("t").null_count() == 0,
+            (pl.col("value").abs() < _SENTINEL_FLOOR).fill_null(False).all(),
+        ).row(0)
+        if plain[0] and plain[1]:
+            return numbers
+    try:
+        points = pl.read_csv(
+            io.BytesIO(lines),
+            has_header=False,
+            new_columns=["t", "value_text"],
+            schema_overrides={"t": pl.String, "value_text": pl.String},
+            quote_char='"',
+        )
+    except Exception:  # a point that is not a pair, or anything else: the JSON readers decide
+        return None
+    if points.width != 2 or points.height != total:
+        return None
+    seconds = pl.col("t").cast(pl.Float64, strict=False)
+    check = points.select(
+        seconds.null_count().alias("bad_t"),
+        pl.col("value_text").null_count().alias("null_v"),
+        pl.col("value_text").str.contains(_CSV_UNSAFE).any().alias("unsafe_v"),
+    ).row(0)
+    if check[0] or check[1] or check[2]:
+        return None
+    return points.with_columns(seconds)
+
+
+def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput) -> _Output | bool:
     """Large range queries: Polars' JSON reader for the points, the stdlib only for label objects.
 
     Returns ``False`` when the document is not a plain non-empty matrix/vector (the caller then
@@ -864,13 +946,13 @@ def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput)
     return _finish(samples, label_sets, metrics, ctx, out)
 
 
-def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | None = None) -> pa.Table | None:
+def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | None = None) -> _Output:
     if data is not None and len(data) > 1_000_000:
         fast = _parse_matrix_csv(ctx, data, out)
         if fast is False:
             fast = _parse_json_fast(ctx, data, text, out)
         if fast is not False:
-            return fast if isinstance(fast, pa.Table) else None
+            return fast if isinstance(fast, dict) else None
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -977,7 +1059,7 @@ def _dmon_options(args: str) -> tuple[list[int] | None, int]:
     return fields, delay_ms
 
 
-def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> pa.Table | None:
+def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> _Output:
     columns: list[str] = []
     field_ids: list[int] | None = None
     delay_ms = 1000

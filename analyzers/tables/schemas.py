@@ -210,7 +210,12 @@ GPU_METRICS = _schema(
     col("field", pa.string(), "Canonical DCGM field name (pre-4.6 spelling)"),
     col("field_id", pa.int32(), "DCGM numeric field id, null when unknown"),
     col("value", pa.float64(), "Reading (sentinel/blank values are dropped, never stored)"),
-    col("labels", pa.map_(pa.string(), pa.string()), "All labels as read"),
+    col(
+        "labels_id",
+        pa.int64(),
+        "The row's label set (key into gpu_labels: a hash of the labels as read, so identical label "
+        "sets share one id across all files)",
+    ),
     col(
         "metric",
         pa.string(),
@@ -230,6 +235,13 @@ GPU_METRICS_STRING = pa.dictionary(pa.int32(), pa.string())
 GPU_METRICS = pa.schema(
     [f.with_type(GPU_METRICS_STRING) if f.type == pa.string() else f for f in GPU_METRICS],
     metadata=GPU_METRICS.metadata,
+)
+
+# Labels are per series, not per sample: stored once per distinct label set.
+GPU_LABELS = _schema(
+    "gpu_labels",
+    col("labels_id", pa.int64(), "Hash of the label set (gpu_metrics.labels_id refers to it)"),
+    col("labels", pa.map_(pa.string(), pa.string()), "All labels as read; one row per distinct label set"),
 )
 
 KERNEL_EVENTS = _schema(
@@ -328,6 +340,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "fr_stacks": FR_STACKS,
     "stacks": STACKS,
     "gpu_metrics": GPU_METRICS,
+    "gpu_labels": GPU_LABELS,
     "kernel_events": KERNEL_EVENTS,
     "app_events": APP_EVENTS,
     "identity": IDENTITY,

@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.helpers.incident import analyze_dir, write_incident
 from tests.helpers.paths import INCIDENTS
 from tracecore.analyzers.detectors.config_drift import detect
+from tracecore.analyzers.ingest.dcgm import labels_id
 from tracecore.analyzers.report import Confidence, Severity
 from tracecore.analyzers.tables import Tables, conform
 
@@ -14,9 +15,21 @@ from tracecore.analyzers.tables import Tables, conform
 def _dcgm(host_driver: dict[str, str]) -> Tables:
     rows: dict[str, list[object]] = {
         k: []
-        for k in ("source_file", "source_line", "host", "gpu_index", "field", "value", "labels", "model_name")
+        for k in (
+            "source_file",
+            "source_line",
+            "host",
+            "gpu_index",
+            "field",
+            "value",
+            "labels_id",
+            "model_name",
+        )
     }
+    label_sets: dict[int, list[tuple[str, str]]] = {}
     for host, driver in host_driver.items():
+        labels = {"DCGM_FI_DRIVER_VERSION": driver}
+        label_sets[labels_id(labels)] = list(labels.items())
         for gpu in range(2):
             rows["source_file"].append(f"{host}/dcgm.prom")
             rows["source_line"].append(gpu + 1)
@@ -24,9 +37,16 @@ def _dcgm(host_driver: dict[str, str]) -> Tables:
             rows["gpu_index"].append(gpu)
             rows["field"].append("DCGM_FI_DEV_GPU_UTIL")
             rows["value"].append(90.0)
-            rows["labels"].append([("DCGM_FI_DRIVER_VERSION", driver)])
+            rows["labels_id"].append(labels_id(labels))
             rows["model_name"].append("NVIDIA H100 80GB HBM3")
-    return Tables({"gpu_metrics": conform("gpu_metrics", rows)})
+    return Tables(
+        {
+            "gpu_metrics": conform("gpu_metrics", rows),
+            "gpu_labels": conform(
+                "gpu_labels", {"labels_id": list(label_sets), "labels": list(label_sets.values())}
+            ),
+        }
+    )
 
 
 def test_nccl_version_of_one_rank_differs() -> None:

@@ -39,7 +39,9 @@ def tables_of(
     text: str, rel: str = "node-1/dcgm.prom", identity: dict[str, list[object]] | None = None
 ) -> Tables:
     out = DcgmParser().parse(FileContext(Path(rel), rel, text.encode(), None, Manifest()))
-    tables: dict[str, pa.Table] = {"gpu_metrics": conform("gpu_metrics", out.tables["gpu_metrics"])}
+    tables: dict[str, pa.Table] = {
+        name: conform(name, out.tables[name]) for name in ("gpu_metrics", "gpu_labels")
+    }
     if identity is not None:
         tables["identity"] = conform("identity", identity)
     return Tables(tables)

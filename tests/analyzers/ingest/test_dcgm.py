@@ -34,7 +34,13 @@ def parse_bytes(
     frame = pl.from_arrow(conform("gpu_metrics", out.tables["gpu_metrics"]))
     assert isinstance(frame, pl.DataFrame)
     assert frame.height == out.records
-    return frame.to_dicts(), out
+    # Labels are stored once per label set; every row's set is there exactly once.
+    label_rows = conform("gpu_labels", out.tables["gpu_labels"]).to_pylist()
+    labels = {row["labels_id"]: dict(row["labels"]) for row in label_rows}
+    assert len(labels) == len(label_rows)
+    rows = frame.to_dicts()
+    assert {row["labels_id"] for row in rows} == set(labels)
+    return [{**row, "labels": labels[row["labels_id"]]} for row in rows], out
 
 
 def parse_sample(name: str, **kwargs: Any) -> tuple[list[dict[str, Any]], ParseOutput]:
@@ -486,10 +492,10 @@ def test_large_range_query_fast_path_matches_the_standard_path() -> None:
         FileContext(Path("big.json"), "big.json", big, None, Manifest(), MTIME), big.decode(), standard
     )
     assert table is not None
-    standard_frame = pl.from_arrow(conform("gpu_metrics", table))
+    standard_frame = pl.from_arrow(conform("gpu_metrics", table["gpu_metrics"]))
     assert isinstance(standard_frame, pl.DataFrame)
     assert fast.records == 4 * 11_999 + 1 and fast.rejected == standard.rejected == {"NaN value": 4}
-    assert fast_rows == standard_frame.to_dicts()
+    assert [{k: v for k, v in r.items() if k != "labels"} for r in fast_rows] == standard_frame.to_dicts()
     assert fast_rows[-1]["ts_ns"] == 1_795_758_000_250_000_000 and fast_rows[-1]["field_id"] == 203
     assert fast_rows[1]["labels"] == {"gpu": "0", "Hostname": "node-2", "UUID": "GPU-0"}
 
@@ -566,10 +572,38 @@ def test_large_matrix_csv_path_equals_the_json_reader() -> None:
     by_json = dcgm_ingest._parse_json_fast(ctx, data, data.decode(), slow)
     assert by_csv is not False and by_csv is not None and by_json is not False and by_json is not None
     assert not isinstance(by_csv, bool) and not isinstance(by_json, bool)
-    assert by_csv.num_rows == 8 * 8000 - 8000 - 4 == 55996
-    assert by_csv.equals(by_json)
+    assert by_csv["gpu_metrics"].num_rows == 8 * 8000 - 8000 - 4 == 55996
+    assert by_csv["gpu_metrics"].equals(by_json["gpu_metrics"])
+    assert by_csv["gpu_labels"].equals(by_json["gpu_labels"])
     assert fast.rejected == slow.rejected
     assert [str(p) for p in fast.problems] == [str(p) for p in slow.problems]
     # Pretty-printed JSON is left to the JSON readers.
     spaced = json.dumps(json.loads(data)).encode()
     assert dcgm_ingest._parse_matrix_csv(ctx, spaced, ParseOutput()) is False
+
+
+def test_plain_matrix_values_read_as_numbers_equal_the_json_reader() -> None:
+    # Plain numbers skip classification (read as Float64 at once): same tables as the JSON reader.
+    texts = ["1980", "-0.5", "12.25", "1e3", "+5", "0", "7.000"]
+    result = [
+        {
+            "metric": {"__name__": "DCGM_FI_DEV_GPU_TEMP", "gpu": str(gpu), "Hostname": "node-3"},
+            "values": [[1_795_766_400 + 15 * i, texts[(i + gpu) % len(texts)]] for i in range(9000)],
+        }
+        for gpu in range(8)
+    ]
+    result[2]["values"][4][0] = 1_795_766_400.25
+    data = json.dumps(
+        {"status": "success", "data": {"resultType": "matrix", "result": result}}, separators=(",", ":")
+    ).encode()
+    assert len(data) > 1_000_000
+    ctx = FileContext(path=Path("p.json"), rel="p.json", data=data, host_hint=None, manifest=Manifest())
+    by_csv = dcgm_ingest._parse_matrix_csv(ctx, data, ParseOutput())
+    by_json = dcgm_ingest._parse_json_fast(ctx, data, data.decode(), ParseOutput())
+    assert isinstance(by_csv, dict) and isinstance(by_json, dict)
+    assert by_csv["gpu_metrics"].num_rows == 72_000
+    assert by_csv["gpu_metrics"].equals(by_json["gpu_metrics"])
+    assert by_csv["gpu_labels"].equals(by_json["gpu_labels"])
+    values = by_csv["gpu_metrics"].column("value").to_pylist()
+    assert values[:7] == [1980.0, -0.5, 12.25, 1000.0, 5.0, 0.0, 7.0]
+    assert by_csv["gpu_metrics"].column("ts_ns")[2 * 9000 + 4].as_py() == 1_795_766_400_250_000_000
