@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
 from .tables import Tables
 
@@ -50,7 +51,10 @@ def estimate_offsets(tables: Tables, known_hosts: frozenset[str]) -> list[ClockE
     """Offsets of hosts not in ``known_hosts`` from flight-recorder completion times."""
     if not tables.has("fr_entries"):
         return []
-    fr = tables.df("fr_entries")
+    fr = tables.df(
+        "fr_entries",
+        ["group_key", "pg_name", "collective_seq_id", "host", "time_completed_ns", "is_p2p"],
+    )
     group = pl.coalesce("group_key", "pg_name")
     completions = fr.filter(
         pl.col("time_completed_ns").is_not_null()
@@ -86,11 +90,17 @@ def estimate_offsets(tables: Tables, known_hosts: frozenset[str]) -> list[ClockE
     ]
 
 
-def shift_host_times(
-    frame: pl.DataFrame, columns: tuple[str, ...], offsets_ns: dict[str, int]
-) -> pl.DataFrame:
-    """Subtract each host's offset from the given time columns."""
-    if not offsets_ns:
-        return frame
-    offset = pl.col("host").replace_strict(offsets_ns, default=0, return_dtype=pl.Int64)
-    return frame.with_columns([(pl.col(c) - offset).alias(c) for c in columns if c in frame.columns])
+def shift_host_times(table: pa.Table, columns: tuple[str, ...], offsets_ns: dict[str, int]) -> pa.Table:
+    """Subtract each host's offset from the given time columns (the other columns are untouched)."""
+    present = [c for c in columns if c in table.column_names]
+    if not offsets_ns or not present or "host" not in table.column_names:
+        return table
+    frame = pl.from_arrow(table.select(["host", *present]), rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    offset = pl.col("host").cast(pl.String).replace_strict(offsets_ns, default=0, return_dtype=pl.Int64)
+    shifted = frame.select([(pl.col(c) - offset).alias(c) for c in present])
+    for column in present:
+        index = table.schema.get_field_index(column)
+        values = shifted[column].to_arrow().cast(table.schema.field(column).type)
+        table = table.set_column(index, table.schema.field(column), values)
+    return table

@@ -50,9 +50,7 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
             notes.append(estimate.describe() + "; corrected")
     for name, columns in _TIME_COLUMNS.items():
         if name in tables and tables[name].num_rows and offsets:
-            frame = pl.from_arrow(tables[name])
-            assert isinstance(frame, pl.DataFrame)
-            tables[name] = conform(name, shift_host_times(frame, columns, offsets).to_arrow())
+            tables[name] = shift_host_times(tables[name], columns, offsets)
     if "stacks" in tables and tables["stacks"].num_rows:
         tables["stacks"], rank_problems = _prefer_manifest_over_file_names(tables["stacks"], manifest)
         problems.extend(rank_problems)
@@ -214,7 +212,7 @@ def build_identity(tables: Tables, manifest: Manifest) -> tuple[pa.Table, list[P
                 nic=nic,
             )
     if tables.has("fr_entries"):
-        fr = tables.df("fr_entries").select("rank", "host", "source_file").unique(subset="rank").sort("rank")
+        fr = tables.df("fr_entries", ["rank", "host", "source_file"]).unique(subset="rank").sort("rank")
         for rank, host, source_file in fr.iter_rows():
             if rank is not None:
                 fact(rank, f"flight_recorder:{source_file}", False, host=host)

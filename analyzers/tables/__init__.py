@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -94,7 +94,7 @@ class Tables(Mapping[str, pa.Table]):
 
     def __init__(self, tables: Mapping[str, pa.Table] | None = None) -> None:
         self._tables: dict[str, pa.Table] = dict(tables or {})
-        self._frames: dict[str, pl.DataFrame] = {}
+        self._series: dict[str, dict[str, pl.Series]] = {}
 
     def __getitem__(self, name: str) -> pa.Table:
         if name in self._tables:
@@ -114,17 +114,25 @@ class Tables(Mapping[str, pa.Table]):
         table = self._tables.get(name)
         return table is not None and table.num_rows > 0
 
-    def df(self, name: str) -> pl.DataFrame:
-        """The table as a Polars DataFrame (zero-copy where Arrow allows)."""
+    def df(self, name: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """The table (or only ``columns`` of it) as a Polars DataFrame.
+
+        Columns are converted from Arrow once each and cached, so a stage that names the columns
+        it reads never pays for the others (on millions of flight-recorder entries, the nested
+        size lists and the strings dominate the conversion).
+        """
         import polars as pl
 
-        frame = self._frames.get(name)
-        if frame is None:
-            converted = pl.from_arrow(self[name], rechunk=False)
+        table = self[name]
+        wanted = table.column_names if columns is None else list(columns)
+        cache = self._series.setdefault(name, {})
+        missing = [c for c in wanted if c not in cache]
+        if missing:
+            converted = pl.from_arrow(table.select(missing), rechunk=False)
             assert isinstance(converted, pl.DataFrame)
-            frame = converted
-            self._frames[name] = frame
-        return frame
+            for series in converted.get_columns():
+                cache[series.name] = series
+        return pl.DataFrame([cache[c] for c in wanted]) if wanted else pl.DataFrame()
 
     def with_table(self, name: str, table: pa.Table) -> Tables:
         """A copy with ``name`` replaced."""
