@@ -72,3 +72,14 @@ def test_hours_of_disagreement_are_reported_and_corrected() -> None:
     spread = fr.group_by("collective_seq_id").agg((done.max() - done.min()).alias("spread"))
     assert spread.height == 12
     assert spread["spread"].max() < 10_000_000  # the hours of skew are gone
+
+
+def test_large_incidents_use_an_even_sample_of_collectives() -> None:
+    tables = _fr(2_000_000_000, collectives=40)
+    whole = {e.host: e for e in estimate_offsets(tables, frozenset())}
+    sampled = {e.host: e for e in estimate_offsets(tables, frozenset(), max_completions=40)}
+    # 160 completions over a budget of 40: every 4th sequence number, all members of each kept.
+    assert whole["node-1"].collectives == 40
+    assert sampled["node-1"].collectives == 10
+    assert abs(sampled["node-1"].offset_ns - whole["node-1"].offset_ns) < 5_000_000
+    assert abs(sampled["node-1"].offset_ns - 1_000_000_000) < 5_000_000
