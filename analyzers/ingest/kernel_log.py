@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..report import Problem
 from ..selftel import SourceWire
@@ -357,14 +358,24 @@ def _file_clock(ctx: FileContext, text_head: str, host: str | None) -> _FileCloc
     return _FileClock(zone, zone_name, year, year_source, ref_ns, spec.boot_time_ns if spec else None)
 
 
-def _split_lines(data: bytes) -> pl.Series:
-    """Physical lines as a string column (invalid UTF-8 replaced, CR/LF stripped, blank = null).
+def _split_lines(data: bytes, valid_utf8: bool) -> pl.Series:
+    """Physical lines as a string column (invalid UTF-8 replaced, CR/LF stripped, blank = empty or null).
 
-    Polars' CSV reader with a separator byte absent from the data splits and decodes lines in
-    native code; the Python split is the fallback for files that contain every candidate byte.
+    Valid UTF-8 with plain LF endings and no byte-order mark is split by Arrow in native code (one
+    copy of the bytes). Otherwise Polars' CSV reader with a separator byte absent from the data
+    splits, decodes and strips CR/BOM; the Python split is the fallback for files that contain
+    every candidate byte.
     """
     import io
 
+    if valid_utf8 and b"\r" not in data and not data.startswith(b"\xef\xbb\xbf"):
+        string_type = pa.string() if len(data) < 2**31 else pa.large_string()  # 32-bit offsets: less to write
+        offsets = pa.array([0, len(data)], pa.int32() if string_type == pa.string() else pa.int64())
+        whole = pa.Array.from_buffers(string_type, 1, [None, offsets.buffers()[1], pa.py_buffer(data)])
+        lines = pc.split_pattern(whole, "\n").flatten()
+        if data.endswith(b"\n"):  # the terminator of the last line is not another line
+            lines = lines.slice(0, len(lines) - 1)
+        return pl.Series("raw", lines, dtype=pl.String)
     for sep in (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x07"):
         if sep not in data:
             frame = pl.read_csv(
@@ -387,14 +398,16 @@ def _split_lines(data: bytes) -> pl.Series:
 
 
 def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
-    lines = _split_lines(ctx.data) if ctx.data else pl.Series("raw", [], dtype=pl.String)
+    valid = _valid_utf8(ctx.data)
+    lines = _split_lines(ctx.data, valid) if ctx.data else pl.Series("raw", [], dtype=pl.String)
     frame = pl.DataFrame({"raw": lines, "idx": pl.int_range(1, lines.len() + 1, dtype=pl.Int64, eager=True)})
     raw = frame["raw"]
-    # Blank lines are null after splitting. Whitespace-only lines match no envelope, so they are
-    # dropped with the lines no envelope claims (``_drop_blank``): no per-line test here.
-    empty = raw.is_null()
+    n_bytes = raw.str.len_bytes()
+    # Blank lines are empty or null after splitting. Whitespace-only lines match no envelope, so
+    # they are dropped with the lines no envelope claims (``_drop_blank``): no per-line test here.
+    empty = (n_bytes == 0).fill_null(True)
     # Byte length bounds the character length: count characters only when some line is long.
-    long_bytes = (raw.str.len_bytes() > MAX_LINE_CHARS).fill_null(False)
+    long_bytes = (n_bytes > MAX_LINE_CHARS).fill_null(False)
     if long_bytes.any():
         too_long = long_bytes & (raw.str.len_chars() > MAX_LINE_CHARS).fill_null(False)
     else:
@@ -406,7 +419,7 @@ def _lines_frame(ctx: FileContext, out: ParseOutput) -> pl.DataFrame:
         binary = pl.repeat(False, raw.len(), dtype=pl.Boolean, eager=True)
     # U+FFFD in a line comes from invalid UTF-8 (replaced while splitting) or is in the bytes
     # (EF BF BD): valid UTF-8 without any 0xEF byte needs no per-line test.
-    if b"\xef" in ctx.data or not _valid_utf8(ctx.data):
+    if b"\xef" in ctx.data or not valid:
         suspicious = raw.str.contains("\ufffd", literal=True).fill_null(False)
     else:
         suspicious = pl.repeat(False, raw.len(), dtype=pl.Boolean, eager=True)
@@ -563,16 +576,29 @@ def _env_part(
         # intermediate is materialised once (an expression used twice is evaluated twice).
         raw = pl.col("raw")
         cut = part.select(
-            "idx",
             raw.str.find("]", literal=True).alias("_close"),
             raw.str.find("] ", literal=True).alias("_spaced"),
         )
-        close = cut["_close"]
+        close, spaced = cut["_close"], cut["_spaced"]
+        column = close.max()
+        if (
+            isinstance(column, int)
+            and spaced.null_count() == 0
+            and close.min() == column == spaced.min() == spaced.max()
+        ):
+            # Plain `dmesg` output: every stamp has the same width, so "] " sits at the same column
+            # on every line and both cuts are fixed slices (no per-line offsets to compute).
+            frame = part.select(
+                "idx",
+                raw.str.slice(column + 2).alias("msg"),
+                raw.str.slice(1, column - 1).str.strip_chars(" ").alias("ts_text"),
+            )
+            return _finish(frame, uptime_s=pl.col("ts_text").cast(pl.Float64, strict=False))
         # "] " is the rule: one slice past it (stripping the space would copy every message again).
-        spaced = bool((cut["_spaced"] == close).fill_null(False).all())
+        is_spaced = bool((spaced == close).fill_null(False).all())
         frame = part.select(
             "idx",
-            (raw.str.slice(close + 2) if spaced else raw.str.slice(close + 1).str.strip_prefix(" ")).alias(
+            (raw.str.slice(close + 2) if is_spaced else raw.str.slice(close + 1).str.strip_prefix(" ")).alias(
                 "msg"
             ),
             raw.str.slice(1, close - 1).str.strip_chars(" ").alias("ts_text"),
@@ -1255,22 +1281,22 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
         msg = msg.fill_null("")
     env = env.with_columns(msg.str.strip_chars_end())
 
-    interesting_mask = env["msg"].str.contains(RE_INTERESTING)
-    if interesting_mask.any():
-        hot = env.filter(interesting_mask)
-        cold = env.filter(~interesting_mask)
-    else:
-        hot, cold = env.clear(), env
-
-    if hot.height:
+    interesting = env["msg"].str.contains(RE_INTERESTING)
+    # Classified rows come first, then the other lines, each part in line order. A message is
+    # either interesting or not (the fallen-off-the-bus merge keeps its NVRM head), so floods
+    # never span the two parts and each part is collapsed on its own.
+    tables: list[pa.Table] = []
+    if interesting.any():
+        hot = env.filter(interesting)
         unique = hot.select("msg").unique()
         classes = _classify(unique)
         hot = hot.join(classes, on="msg", how="left").sort("idx")
         hot = _fold_continuations(hot)
         hot = _fold_fallen_off_block(hot)
-    rows = _assemble(hot, cold)
-    rows = _collapse(rows)
-    return _to_arrow(rows, ctx)
+        tables.append(_to_arrow(_collapse(_prepare_hot(hot)), ctx))
+    if env.height == 0 or not interesting.all():
+        tables.append(_other_table(env, ~interesting, ctx))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _fold_continuations(hot: pl.DataFrame) -> pl.DataFrame:
@@ -1424,36 +1450,37 @@ def _prepare_hot(hot: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _assemble(hot: pl.DataFrame, cold: pl.DataFrame) -> pl.DataFrame:
-    cold = cold.select(_BASE).with_columns(pl.lit("other").alias("kind"), _level_severity().alias("severity"))
-    if hot.height == 0:
-        return cold
-    return pl.concat([_prepare_hot(hot), cold], how="diagonal_relaxed")
-
-
-def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
-    """Identical messages of one host become one row: count, first and last time (file order kept)."""
+def _message_keys(rows: pl.DataFrame) -> pl.Series:
+    """Flood key per row: the message hash, combined with the host's when the hosts differ."""
     key = pl.col("msg").hash()
     host = rows["host"]
     if host.len() and (host.null_count() or not bool((host == host[0]).all())):
         key = key ^ pl.col("host").fill_null("").hash()
-    # Classified rows come before the other lines; each part is in line order, which is all the
-    # first-occurrence rule needs (a message is either classified or not, never both). Sorting
-    # the whole table would cost a full gather of every column.
-    hashes = rows.select(key).to_series()
-    # Repeated hashes from one sort (adjacent equal values): much cheaper than a hash-set pass
+    return rows.select(key).to_series()
+
+
+@dataclass
+class _Floods:
+    """Repeated messages of one part: rows to keep (first occurrences) and their collapsed values."""
+
+    keep: pl.Series
+    count: pl.Series
+    first_ts: pl.Series
+    last_ts: pl.Series
+
+
+def _floods(keys: pl.Series, ts: pl.Series) -> _Floods | None:
+    """Group rows with equal ``keys`` (rows in line order); None when no key repeats."""
+    # Repeated keys from one sort (adjacent equal values): much cheaper than a hash-set pass
     # over every row; the first-occurrence test then runs on the repeated rows only.
-    ordered = hashes.sort()
+    ordered = keys.sort()
     repeated = ordered.filter(ordered == ordered.shift(1)).unique()
     if repeated.len() == 0:
-        return rows.with_columns(
-            pl.lit(1, dtype=pl.Int64).alias("count"), pl.col("ts_ns").alias("last_ts_ns")
-        )
+        return None
     # Only the repeated messages are grouped; the (usually many) unique lines pass straight through.
-    dup = hashes.is_in(repeated.implode())
-    ts = rows["ts_ns"]
+    dup = keys.is_in(repeated.implode())
     groups = (
-        pl.DataFrame({"_pos": dup.arg_true(), "_h": hashes.filter(dup), "_ts": ts.filter(dup)})
+        pl.DataFrame({"_pos": dup.arg_true(), "_h": keys.filter(dup), "_ts": ts.filter(dup)})
         .group_by("_h")
         .agg(
             pl.col("_pos").first(),  # rows keep their order inside a group: the first occurrence
@@ -1463,15 +1490,84 @@ def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
         )
     )
     # Written into place at the first occurrences (a null first/last means the group has no
-    # time at all, so the row's own null stays), then one filter keeps the first occurrences.
+    # time at all, so the row's own null stays); the caller then keeps the first occurrences.
     pos = groups["_pos"]
-    count = pl.repeat(1, rows.height, dtype=pl.Int64, eager=True).scatter(pos, groups["_n"])
-    first_ts = ts.clone().scatter(pos, groups["_first"])
-    last_ts = ts.clone().scatter(pos, groups["_last"])
-    keep = (~dup).scatter(pos, True)
+    return _Floods(
+        keep=(~dup).scatter(pos, True),
+        count=pl.repeat(1, keys.len(), dtype=pl.Int64, eager=True).scatter(pos, groups["_n"]),
+        first_ts=ts.clone().scatter(pos, groups["_first"]),
+        last_ts=ts.clone().scatter(pos, groups["_last"]),
+    )
+
+
+def _collapse(rows: pl.DataFrame) -> pl.DataFrame:
+    """Identical messages of one host become one row: count, first and last time (file order kept)."""
+    floods = _floods(_message_keys(rows), rows["ts_ns"])
+    if floods is None:
+        return rows.with_columns(
+            pl.lit(1, dtype=pl.Int64).alias("count"), pl.col("ts_ns").alias("last_ts_ns")
+        )
     return rows.with_columns(
-        count.alias("count"), first_ts.alias("ts_ns"), last_ts.alias("last_ts_ns")
-    ).filter(keep)
+        floods.count.alias("count"), floods.first_ts.alias("ts_ns"), floods.last_ts.alias("last_ts_ns")
+    ).filter(floods.keep)
+
+
+def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Table:
+    """The lines the prefilter passed over (``mask``): kind ``other``, flood-collapsed, as Arrow.
+
+    Most lines of a log end up here. Their columns go from the envelope frame straight to Arrow
+    with one filter (other lines and first occurrences together); the columns these lines never
+    fill are built as constants instead of going through the classification frame.
+    """
+    keys, ts = _message_keys(env), env["ts_ns"]
+    every = bool(mask.all())
+    if not every:
+        keys, ts = keys.filter(mask), ts.filter(mask)
+    floods = _floods(keys, ts)
+    if floods is None:
+        count = pl.repeat(1, keys.len(), dtype=pl.Int64, eager=True)
+        first_ts = last_ts = ts
+    else:
+        # The part's first occurrences, as a mask over all rows of ``env``.
+        positions = mask.arg_true() if not every else pl.int_range(0, env.height, eager=True)
+        mask = mask.clone().scatter(positions.filter(~floods.keep), False)  # scatter writes in place
+        every = False
+        count = floods.count.filter(floods.keep)
+        first_ts = floods.first_ts.filter(floods.keep)
+        last_ts = floods.last_ts.filter(floods.keep)
+    rows = env if every else env.filter(mask)
+    n = rows.height
+    level = rows["level"]
+    if level.null_count() == n:  # no envelope gave a level: every line is "info"
+        severity: pa.Array = pa.repeat(pa.scalar("info", pa.string()), n)
+    else:
+        severity = _strings(rows.select(_level_severity()).to_series())
+    host = rows["host"]
+    if n and host.null_count() == 0 and bool((host == host[0]).all()):
+        host_array: pa.Array = pa.repeat(pa.scalar(host[0], pa.string()), n)
+    else:
+        host_array = _strings(host)
+    arrays: dict[str, pa.Array] = {
+        "source_line": rows["idx"].to_arrow(),
+        "host": host_array,
+        "ts_ns": first_ts.to_arrow(),
+        "ts_text": _strings(rows["ts_text"]),
+        "uptime_s": rows["uptime_s"].to_arrow(),
+        "ts_assumption": _strings(rows["ts_assumption"]),
+        "kind": pa.repeat(pa.scalar("other", pa.string()), n),
+        "xid": pa.nulls(n, pa.int32()),
+        "severity": severity,
+        "subject": pa.nulls(n, pa.string()),
+        "pci_bus_id": pa.nulls(n, pa.string()),
+        "pid": pa.nulls(n, pa.int64()),
+        "comm": pa.nulls(n, pa.string()),
+        "message": _strings(rows["msg"]),
+        "trace": pa.nulls(n, pa.list_(pa.string())),
+        "count": count.to_arrow(),
+        "last_ts_ns": last_ts.to_arrow(),
+        "attrs": _attrs_array(None, n),
+    }
+    return _arrow_table(arrays, ctx, n)
 
 
 def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
@@ -1518,17 +1614,24 @@ def _to_arrow(rows: pl.DataFrame, ctx: FileContext) -> pa.Table:
     # Newest Arrow layout (string views) leaves Polars without a copy; each column is then cast
     # once to the table's own type, so ``conform`` has nothing left to cast.
     table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
-    schema = KERNEL_EVENTS
-    arrays: dict[str, pa.Array | pa.ChunkedArray] = {
-        "source_file": pa.repeat(pa.scalar(ctx.rel, pa.string()), rows.height)
-    }
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in table.column_names:
         column = table.column(name)
-        wanted = schema.field(name).type
+        wanted = KERNEL_EVENTS.field(name).type
         arrays[name] = column if column.type == wanted else column.cast(wanted)
     attrs = rows["attrs"] if "attrs" in rows.columns else None
     arrays["attrs"] = _attrs_array(attrs, rows.height)
-    return pa.table(arrays)
+    return _arrow_table(arrays, ctx, rows.height)
+
+
+def _arrow_table(arrays: dict[str, pa.Array | pa.ChunkedArray], ctx: FileContext, n: int) -> pa.Table:
+    """The part's table: ``source_file`` (one repeated value) first, then ``arrays`` in order."""
+    return pa.table({"source_file": pa.repeat(pa.scalar(ctx.rel, pa.string()), n), **arrays})
+
+
+def _strings(series: pl.Series) -> pa.Array:
+    """A Polars string column as an Arrow ``string`` array (views out of Polars, one cast)."""
+    return series.to_arrow(compat_level=pl.CompatLevel.newest()).cast(pa.string())
 
 
 def _attrs_array(attrs: pl.Series | None, n: int) -> pa.Array:
