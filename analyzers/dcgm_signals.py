@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
 from . import dcgm_fields
 from .detectors.common import GpuIdentity, identity_for_pci, map_value
@@ -103,44 +104,89 @@ SIGNAL_COLUMNS = [*GPU_KEY, "field", "metric", "value", "ts_ns", "source_file", 
 _READING_COLUMNS = [*GPU_KEY, "field", "value", "ts_ns", "source_file", "source_line"]
 _LAST_SEEN_COLUMNS = [*GPU_KEY, "ts_ns", "source_file", "source_line"]
 
-# Reading order of the whole-GPU rows, per gpu_metrics frame: one sort however many detectors ask.
-_ORDER_CACHE: dict[int, tuple[weakref.ref[pl.DataFrame], pl.Series]] = {}
+
+def composite_key(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """One Int64 per row of ``frame``, equal exactly where all ``columns`` are equal (nulls too).
+
+    Group-bys, joins and sorts over one integer key are several times faster than over several
+    (categorical) columns with millions of rows. Integer and categorical columns are packed
+    arithmetically (offset codes, null as 0), or as dense ranks when their value ranges are too
+    wide to pack in 63 bits; anything else gets a group number from a join.
+    """
+    if all(frame.schema[name] == pl.Categorical or frame.schema[name].is_integer() for name in columns):
+        for dense in (False, True):
+            key = _packed_key(frame, columns, dense)
+            if key is not None:
+                return key
+    groups = frame.select(columns).unique(maintain_order=True).with_row_index("_key")
+    keyed = frame.select(columns).join(
+        groups, on=columns, how="left", nulls_equal=True, maintain_order="left"
+    )
+    return keyed.get_column("_key").cast(pl.Int64)
 
 
-def _gpu_order(frame: pl.DataFrame) -> pl.Series:
-    """Row numbers of whole-GPU rows with a value, in reading order (cached per frame)."""
-    cached = _ORDER_CACHE.get(id(frame))
-    if cached is not None and cached[0]() is frame:
-        return cached[1]
-    keep = (
-        pl.any_horizontal(
-            pl.col("gpu_index").is_not_null(),
-            pl.col("pci_bus_id").is_not_null(),
-            pl.col("gpu_uuid").is_not_null(),
-        )
-        & pl.col("mig_instance").is_null()
-        & pl.col("value").is_not_null()
+def _packed_key(frame: pl.DataFrame, columns: list[str], dense: bool) -> pl.Series | None:
+    """``composite_key`` by arithmetic on integer codes; None when the codes do not fit 63 bits."""
+    codes: list[pl.Expr] = []
+    span = 1
+    for name in columns:
+        column = pl.col(name)
+        if frame.schema[name] == pl.Categorical:
+            column = column.to_physical()
+        low, high = frame.select(column.min().alias("low"), column.max().alias("high")).row(0)
+        if dense and low is not None and int(high) - int(low) >= frame.height:
+            # More codes than rows (e.g. times in ns): dense codes instead, a running count of
+            # changes when the column is already sorted (times in reading order), else a rank.
+            if frame.get_column(name).is_sorted() and frame.get_column(name).null_count() == 0:
+                column = (column != column.shift(1)).fill_null(True).cum_sum()
+            else:
+                column = column.rank("dense")
+            low, high = frame.select(column.min().alias("low"), column.max().alias("high")).row(0)
+        if low is None:  # all null: one code, nothing to add
+            continue
+        codes.append((column.cast(pl.Int64) - int(low) + 1).fill_null(0) * span)
+        span *= int(high) - int(low) + 2
+        if span >= 2**62:
+            return None
+    if not codes:
+        return pl.Series("key", [0] * frame.height, dtype=pl.Int64)
+    return frame.select(pl.sum_horizontal(codes).alias("key")).to_series()
+
+
+_WHOLE_GPU = (
+    pl.any_horizontal(
+        pl.col("gpu_index").is_not_null(),
+        pl.col("pci_bus_id").is_not_null(),
+        pl.col("gpu_uuid").is_not_null(),
     )
-    # Only integer keys are sorted, never the wide rows: the file name becomes its lexical rank
-    # (few files), so the stable arg-sort gives the order of
-    # ``frame.filter(keep).sort(_ORDER, nulls_last=False, maintain_order=True)`` at a fraction of
-    # the cost (string keys make multi-column sorts of millions of rows slow).
-    files = sorted(frame.get_column("source_file").unique().cast(pl.String).drop_nulls().to_list())
-    keys = (
-        frame.lazy()
-        .with_row_index("_row")
-        .filter(keep)
-        .select(
-            "_row",
-            "ts_ns",
-            pl.col("source_file")
-            .replace_strict(files, list(range(len(files))), default=None, return_dtype=pl.UInt32)
-            .alias("_file"),
-            "scrape",
-            "source_line",
-        )
-        .collect()
+    & pl.col("mig_instance").is_null()
+    & pl.col("value").is_not_null()
+)
+
+
+def _file_ranks(frame: pl.DataFrame) -> pl.Expr:
+    """``source_file`` as its lexical rank among the frame's files (few files: integer compares)."""
+    files = frame.get_column("source_file").unique().drop_nulls()
+    names = files.cast(pl.String).to_list()
+    rank = {name: position for position, name in enumerate(sorted(names))}
+    physical = files.to_physical().to_list()
+    return (
+        pl.col("source_file")
+        .to_physical()
+        .replace_strict(physical, [rank[n] for n in names], default=None, return_dtype=pl.UInt32)
     )
+
+
+def _reading_order(frame: pl.DataFrame, rows: pl.Series) -> pl.Series:
+    """``rows`` (row numbers of ``frame``) in reading order: time, then file, scrape and line."""
+    if rows.len() < 2:
+        return rows
+    # Only integer keys are sorted, never the wide rows: the file name becomes its lexical rank,
+    # so the stable arg-sort gives the order of
+    # ``frame[rows].sort(_ORDER, nulls_last=False, maintain_order=True)`` at a fraction of the
+    # cost (string keys make multi-column sorts of millions of rows slow).
+    keys = frame.select("ts_ns", "source_file", "scrape", "source_line")[rows]
+    keys = keys.with_columns(_file_ranks(keys).alias("_file"))
     # Rows usually arrive ordered by file, scrape and line (files one after the other, each in
     # written order): then one stable sort by time gives the full order. Multi-column sorts of
     # millions of rows with many equal times are far slower, so they are the fallback only.
@@ -159,10 +205,35 @@ def _gpu_order(frame: pl.DataFrame) -> pl.Series:
         position = keys.select(
             pl.arg_sort_by(["ts_ns", "_file", "scrape", "source_line"], nulls_last=False, maintain_order=True)
         ).to_series()
-    order = keys.get_column("_row").gather(position)
+    return rows.gather(position)
+
+
+def _rows_where(frame: pl.DataFrame, condition: pl.Expr) -> pl.Series:
+    """Row numbers (UInt32) of ``frame`` where ``condition`` holds, in frame order."""
+    return frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition).alias("_row")).to_series()
+
+
+# Columns that decide whether a row is a whole GPU's reading, and its reading order.
+_WHOLE_GPU_COLUMNS = ["gpu_index", "pci_bus_id", "gpu_uuid", "mig_instance", "value"]
+_ORDER_COLUMNS = ["ts_ns", "source_file", "scrape", "source_line"]
+
+# Per-incident results, keyed by the gpu_metrics Arrow table (the same object in every copy of
+# the incident's Tables; Polars frames are rebuilt per call): one sort and one vanished-GPU
+# search however many detectors ask.
+_ORDER_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.Series]] = {}
+
+
+def _gpu_order(tables: Tables) -> pl.Series:
+    """Row numbers of whole-GPU rows with a value, in reading order (cached per table)."""
+    table = tables["gpu_metrics"]
+    cached = _ORDER_CACHE.get(id(table))
+    if cached is not None and cached[0]() is table:
+        return cached[1]
+    frame = tables.df("gpu_metrics", [*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS])
+    order = _reading_order(frame, _rows_where(frame, _WHOLE_GPU))
     for key in [k for k, (ref, _) in _ORDER_CACHE.items() if ref() is None]:
         del _ORDER_CACHE[key]
-    _ORDER_CACHE[id(frame)] = (weakref.ref(frame), order)
+    _ORDER_CACHE[id(table)] = (weakref.ref(table), order)
     return order
 
 
@@ -172,18 +243,28 @@ def gpu_rows(
     """``gpu_metrics`` rows that belong to a whole GPU, optionally only ``fields``, in reading order.
 
     ``columns`` limits the result to those columns (all when ``None``): with millions of rows,
-    copying only what a signal reads is most of the cost.
+    converting and copying only what a signal reads is most of the cost. With ``fields``, only
+    those rows are ordered.
     """
     if not tables.has("gpu_metrics"):
         frame = tables.df("gpu_metrics").clear()
         return frame.select(columns) if columns is not None else frame
-    frame = tables.df("gpu_metrics")
-    order = _gpu_order(frame)
-    if fields is not None:
-        wanted = frame.get_column("field").gather(order).is_in(canonical_fields(fields))
-        order = order.filter(wanted)
-    source = frame.select(columns) if columns is not None else frame
-    return source[order]
+    if fields is None:
+        order = _gpu_order(tables)
+    else:
+        frame = tables.df("gpu_metrics", [*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS, "field"])
+        wanted = _WHOLE_GPU & pl.col("field").is_in(canonical_fields(fields))
+        order = _reading_order(frame, _rows_where(frame, wanted))
+    return tables.df("gpu_metrics", columns)[order]
+
+
+def gpus(tables: Tables) -> pl.DataFrame:
+    """Every whole GPU (``GPU_KEY`` columns) that has a reading, one row each, in no set order."""
+    if not tables.has("gpu_metrics"):
+        return tables.df("gpu_metrics").clear().select(GPU_KEY)
+    columns = list(dict.fromkeys([*GPU_KEY, *_WHOLE_GPU_COLUMNS]))
+    rows = tables.df("gpu_metrics", columns).lazy().filter(_WHOLE_GPU).select(GPU_KEY).collect()
+    return rows.group_by(composite_key(rows, GPU_KEY).alias("_gpu")).agg(pl.all().first()).drop("_gpu")
 
 
 def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
@@ -195,7 +276,8 @@ def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
     rows = gpu_rows(tables, fields, _READING_COLUMNS)
     if rows.height == 0:
         return pl.DataFrame(schema=DELTA_SCHEMA)
-    grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
+    grouped = rows.group_by(composite_key(rows, [*GPU_KEY, "field"]).alias("_key"), maintain_order=True).agg(
+        *[pl.col(k).first() for k in (*GPU_KEY, "field")],
         pl.col("value").first().alias("first_value"),
         pl.col("value").last().alias("last_value"),
         pl.col("ts_ns").first().alias("first_ts_ns"),
@@ -216,7 +298,8 @@ def latest_values(tables: Tables, fields: list[str]) -> pl.DataFrame:
     rows = gpu_rows(tables, fields, _READING_COLUMNS)
     if rows.height == 0:
         return pl.DataFrame(schema=LATEST_SCHEMA)
-    grouped = rows.group_by([*GPU_KEY, "field"], maintain_order=True).agg(
+    grouped = rows.group_by(composite_key(rows, [*GPU_KEY, "field"]).alias("_key"), maintain_order=True).agg(
+        *[pl.col(k).first() for k in (*GPU_KEY, "field")],
         pl.col("value").last(),
         pl.col("ts_ns").last(),
         pl.col("source_file").last(),
@@ -234,31 +317,40 @@ def vanished_series(tables: Tables) -> pl.DataFrame:
     """
     if not tables.has("gpu_metrics"):
         return pl.DataFrame(schema=VANISHED_SCHEMA)
-    frame = tables.df("gpu_metrics")
-    cached = _VANISHED_CACHE.get(id(frame))
-    if cached is not None and cached[0]() is frame:
+    table = tables["gpu_metrics"]
+    cached = _VANISHED_CACHE.get(id(table))
+    if cached is not None and cached[0]() is table:
         return cached[1].clone()
     result = _vanished(tables)
-    _VANISHED_CACHE.clear()  # one incident at a time: keep only the latest frame's answer
-    _VANISHED_CACHE[id(frame)] = (weakref.ref(frame), result)
+    _VANISHED_CACHE.clear()  # one incident at a time: keep only the latest table's answer
+    _VANISHED_CACHE[id(table)] = (weakref.ref(table), result)
     return result.clone()
 
 
-# Several detectors ask for the vanished GPUs of the same frame; computed once.
-_VANISHED_CACHE: dict[int, tuple[weakref.ref[pl.DataFrame], pl.DataFrame]] = {}
+# Several detectors ask for the vanished GPUs of the same table; computed once.
+_VANISHED_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.DataFrame]] = {}
 
 
 def _vanished(tables: Tables) -> pl.DataFrame:
-    rows = gpu_rows(tables, None, _LAST_SEEN_COLUMNS).filter(
-        pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null()
-    )
+    frame = tables.df("gpu_metrics", list(dict.fromkeys([*GPU_KEY, *_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS])))
+    timed = _WHOLE_GPU & pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null()
+    rows = frame.lazy().with_row_index("_row").filter(timed).select("_row", *GPU_KEY, "ts_ns").collect()
     if rows.height == 0:
         return pl.DataFrame(schema=VANISHED_SCHEMA)
-    per_gpu = rows.group_by(GPU_KEY, maintain_order=True).agg(
-        pl.col("ts_ns").max().alias("last_ts_ns"),
-        pl.col("source_file").last(),
-        pl.col("source_line").last(),
+    rows = rows.with_columns(composite_key(rows, GPU_KEY).alias("_gpu"))
+    # The last reading of a GPU (in reading order) is among its readings at its latest time:
+    # only those few rows are put in order, not all of them.
+    per_gpu = rows.group_by("_gpu").agg(
+        pl.col("ts_ns").max().alias("last_ts_ns"), *[pl.col(k).first() for k in GPU_KEY]
     )
+    latest = rows.join(per_gpu.select("_gpu", "last_ts_ns"), on="_gpu", how="inner")
+    latest = latest.filter(pl.col("ts_ns") == pl.col("last_ts_ns")).sort("_row")
+    ordered = _reading_order(frame, latest.get_column("_row"))
+    where = frame.select("source_file", "source_line")[ordered].with_columns(
+        latest.get_column("_gpu").gather(latest.get_column("_row").search_sorted(ordered))
+    )
+    last_read = where.group_by("_gpu").agg(pl.col("source_file").last(), pl.col("source_line").last())
+    per_gpu = per_gpu.join(last_read, on="_gpu", how="left")
     per_gpu = per_gpu.with_columns(
         pl.col("last_ts_ns").max().over("host").alias("host_last_ts_ns"),
         pl.len().over("host").alias("gpus"),

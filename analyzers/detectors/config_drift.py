@@ -84,11 +84,10 @@ def _nccl_versions(tables: Tables) -> list[_Fact]:
 def _host_facts(tables: Tables) -> list[_Fact]:
     if not tables.has("gpu_metrics"):
         return []
-    metrics = (
-        tables.df("gpu_metrics")
-        .select("host", "model_name", "gpu_index", "mig_instance", "source_file", "source_line", "labels_id")
-        .filter(pl.col("host").is_not_null())
-    )
+    metrics = tables.df(
+        "gpu_metrics",
+        ["host", "model_name", "gpu_index", "mig_instance", "source_file", "source_line", "labels_id"],
+    ).filter(pl.col("host").is_not_null())
     facts: list[_Fact] = []
     # The driver version is read from the labels of each host's first row.
     first = metrics.unique(subset=["host"], keep="first", maintain_order=True)

@@ -8,7 +8,16 @@ from typing import Any
 import polars as pl
 
 from .. import dcgm_fields
-from ..dcgm_signals import GPU_KEY, SIGNAL_COLUMNS, counter_deltas, gpu_rows, rank_for_gpu, with_label
+from ..dcgm_signals import (
+    GPU_KEY,
+    SIGNAL_COLUMNS,
+    composite_key,
+    counter_deltas,
+    gpu_rows,
+    gpus,
+    rank_for_gpu,
+    with_label,
+)
 from ..report import Affected, Culprit, Evidence, GpuRef, Severity, Verdict, excerpt
 from ..tables import Tables
 from .base import Detector
@@ -142,7 +151,8 @@ def _reason_bits(tables: Tables, finding: Any) -> None:
         return
     rows = rows.with_columns(pl.col("value").cast(pl.Int64).alias("mask"))
     rows = rows.with_columns((pl.col("mask") & SLOWDOWN_MASK).alias("slow"))
-    per_gpu = rows.group_by(GPU_KEY, maintain_order=True).agg(
+    per_gpu = rows.group_by(composite_key(rows, GPU_KEY).alias("_gpu"), maintain_order=True).agg(
+        *[pl.col(k).first() for k in GPU_KEY],
         pl.len().alias("samples"),
         (pl.col("slow") != 0).sum().alias("slow_samples"),
         pl.col("mask").filter(pl.col("slow") != 0).unique().sort().alias("masks"),
@@ -223,40 +233,47 @@ def _low_clocks(tables: Tables, finding: Any) -> None:
     if rows.height == 0 or not rows.get_column("field").eq(SM_CLOCK_FIELD).any():
         return
     rows = rows.with_columns(pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"))
-    wide = rows.pivot(on="field", index=[*GPU_KEY, "tick"], values="value", aggregate_function="last")
-    for name in (UTIL_FIELD, REASONS_FIELD):
-        if name not in wide.columns:
-            wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
-    clocks = (
-        rows.filter(pl.col("field") == SM_CLOCK_FIELD)
-        .group_by([*GPU_KEY, "tick"], maintain_order=True)
-        .agg(pl.col("source_file").last(), pl.col("source_line").last(), pl.col("ts_ns").last())
-    )
-    wide = wide.filter(pl.col(SM_CLOCK_FIELD).is_not_null()).join(
-        clocks, on=[*GPU_KEY, "tick"], how="left", nulls_equal=True
-    )
+    wide = _clock_table(rows)
     idle = (pl.col(UTIL_FIELD) <= IDLE_UTIL) | ((pl.col(REASONS_FIELD).cast(pl.Int64) & 0x1) != 0)
     busy = wide.filter(~idle.fill_null(False))
-    busy = busy.with_columns(
-        pl.col(SM_CLOCK_FIELD).median().over("host", "tick").alias("median"),
-        pl.len().over("host", "tick").alias("gpus"),
+    # Median SM clock of the host's busy GPUs at each tick (one integer key for host and tick).
+    busy = busy.with_columns(composite_key(busy, ["host", "tick"]).alias("_host_at"))
+    per_tick = busy.group_by("_host_at").agg(
+        pl.col(SM_CLOCK_FIELD).median().alias("median"), pl.len().alias("gpus")
     )
+    busy = busy.join(per_tick, on="_host_at", how="left", maintain_order="left")
     busy = busy.with_columns(
         ((pl.col(SM_CLOCK_FIELD) <= (1 - CLOCK_GAP) * pl.col("median")) & (pl.col("gpus") >= 2)).alias("low")
     )
-    per_gpu = busy.group_by(GPU_KEY, maintain_order=True).agg(
+    low = pl.col("low")
+    per_gpu = busy.group_by("_gpu", maintain_order=True).agg(
+        *[pl.col(k).first() for k in GPU_KEY],
         pl.len().alias("samples"),
-        pl.col("low").sum().alias("low_samples"),
-        pl.col(SM_CLOCK_FIELD).filter(pl.col("low")).median().alias("clock"),
-        pl.col("median").filter(pl.col("low")).median().alias("host_median"),
-        pl.col("ts_ns").filter(pl.col("low")).min().alias("first_ts"),
-        pl.col("ts_ns").filter(pl.col("low")).max().alias("last_ts"),
-        pl.struct("source_file", "source_line", SM_CLOCK_FIELD, "median")
-        .filter(pl.col("low"))
-        .first()
+        low.sum().alias("low_samples"),
+        pl.col(SM_CLOCK_FIELD).filter(low).median().alias("clock"),
+        pl.col("median").filter(low).median().alias("host_median"),
+        pl.col("ts_ns").filter(low).min().alias("first_ts"),
+        pl.col("ts_ns").filter(low).max().alias("last_ts"),
+        # The first low reading in reading order (by the first appearance of its GPU and tick).
+        pl.struct("_clock_pos", SM_CLOCK_FIELD, "median")
+        .filter(low)
+        .get(pl.col("_first_pos").filter(low).arg_min())
         .alias("row"),
     )
-    for row in per_gpu.filter(pl.col("low_samples") > 0).iter_rows(named=True):
+    per_gpu = per_gpu.filter(pl.col("low_samples") > 0)
+    if per_gpu.height:
+        # Where the cited readings are: gathered for the few rows cited, not carried through.
+        cited = per_gpu.get_column("row").struct.field("_clock_pos")
+        where = rows.select("source_file", "source_line")[cited]
+        per_gpu = per_gpu.with_columns(
+            pl.struct(
+                where.get_column("source_file"),
+                where.get_column("source_line"),
+                pl.col("row").struct.field(SM_CLOCK_FIELD),
+                pl.col("row").struct.field("median"),
+            ).alias("row")
+        )
+    for row in per_gpu.iter_rows(named=True):
         share = row["low_samples"] / row["samples"]
         if share < MIN_SHARE:
             continue
@@ -273,6 +290,54 @@ def _low_clocks(tables: Tables, finding: Any) -> None:
             )
         )
         item.signals.append("SM clock below host median")
+
+
+def _clock_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per GPU and tick with an SM clock reading: the last reading of each field (reading order).
+
+    ``rows`` are in reading order. Columns: ``GPU_KEY``, ``_gpu`` (one integer per GPU), ``tick``,
+    ``ts_ns``, the SM clock, utilisation and reasons values, ``_clock_pos`` (row of ``rows``
+    holding the clock reading) and ``_first_pos`` (first row of that GPU and tick, any field).
+    Rows are sorted once by one integer key for GPU and tick; each field's last reading per key
+    and the alignment of the fields are then runs and binary searches, not group-bys or joins
+    over millions of rows.
+    """
+    keyed = rows.select(*GPU_KEY, "tick", "ts_ns", "field", "value").with_row_index("_pos")
+    keyed = keyed.with_columns(composite_key(keyed, GPU_KEY).alias("_gpu"))
+    keyed = keyed.with_columns(composite_key(keyed, ["_gpu", "tick"]).alias("_at"))
+    keyed = keyed.sort("_at", maintain_order=True)  # stable: reading order within each key
+    run_start = pl.col("_at") != pl.col("_at").shift(1)
+    first = keyed.filter(run_start.fill_null(True)).select("_at", pl.col("_pos").alias("_first_pos"))
+
+    def last_of(name: str) -> pl.DataFrame:
+        own = keyed.filter(pl.col("field") == name)
+        return own.filter((pl.col("_at") != pl.col("_at").shift(-1)).fill_null(True))
+
+    clocks = last_of(SM_CLOCK_FIELD).select(
+        *GPU_KEY,
+        "_gpu",
+        "_at",
+        "tick",
+        "ts_ns",
+        pl.col("value").alias(SM_CLOCK_FIELD),
+        pl.col("_pos").alias("_clock_pos"),
+    )
+    at = clocks.get_column("_at")
+    columns = [_aligned(first, at, "_first_pos")]
+    for name in (UTIL_FIELD, REASONS_FIELD):
+        columns.append(_aligned(last_of(name).select("_at", pl.col("value").alias(name)), at, name))
+    return clocks.with_columns(columns).drop("_at")
+
+
+def _aligned(side: pl.DataFrame, at: pl.Series, column: str) -> pl.Series:
+    """``side[column]`` at each key of ``at`` (null where absent); ``side._at`` is sorted and unique."""
+    keys = side.get_column("_at")
+    if keys.len() == 0:
+        return pl.Series(column, [None] * at.len(), dtype=side.schema[column])
+    position = keys.search_sorted(at).clip(upper_bound=keys.len() - 1)
+    hit = keys.gather(position) == at
+    values = side.get_column(column).gather(position)
+    return pl.select(pl.when(pl.lit(hit)).then(pl.lit(values)).alias(column)).to_series()
 
 
 # What a rising violation counter says, in the words of the actions below.
@@ -342,7 +407,7 @@ def _details(item: _Finding) -> dict[str, Any]:
 
 
 def _verdicts(tables: Tables, findings: dict[tuple[Any, ...], _Finding]) -> list[Verdict]:
-    all_gpus = gpu_rows(tables, None, GPU_KEY).unique()
+    all_gpus = gpus(tables)
     gpus_per_host = dict(all_gpus.group_by("host").len().iter_rows())
     by_host: dict[Any, list[_Finding]] = {}
     for item in findings.values():
