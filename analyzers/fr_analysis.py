@@ -144,6 +144,86 @@ def _relation_bad(part: str, whole: str) -> pl.Expr:
     return pl.when(pl.col("_exact").fill_null(True)).then(exact).otherwise(implied)
 
 
+_CALL_KEYS = ("group_key", "collective_seq_id", "rank")
+
+
+def _call_aggregations(single: bool) -> list[pl.Expr]:
+    """How the entries of one (group, seq, rank) fold into one call.
+
+    ``single=True`` gives the same values for a call made of one entry, as plain row
+    expressions: folding millions of one-entry calls through a group-by (lists of one element,
+    first/min/max of one value) costs several seconds at a thousand ranks for nothing.
+    """
+
+    def listed(expr: pl.Expr) -> pl.Expr:
+        return pl.concat_list(expr) if single else expr
+
+    def folded(expr: pl.Expr, how: str) -> pl.Expr:
+        return expr if single else getattr(expr, how)()
+
+    retired_not_completed = pl.col("retired").fill_null(False) & (pl.col("state") != "completed").fill_null(
+        True
+    )
+    return [
+        (pl.col("op").fill_null("") if single else pl.col("op").str.join("+")).alias("ops"),
+        folded(pl.col("profiling_name"), "first").alias("profiling_name"),
+        listed(pl.col("_sig_e")).alias("sig"),
+        listed(pl.col("op")).alias("op_sig"),
+        listed(pl.col("_in_h")).alias("in_sig"),
+        listed(pl.col("_out_h")).alias("out_sig"),
+        listed(pl.struct("_in_dt", "_out_dt").hash()).alias("dtype_sig"),
+        folded(pl.col("_syntax_bad"), "any").alias("syntax_bad"),
+        folded(pl.col("done"), "any").alias("done"),
+        folded(retired_not_completed, "any").alias("retired_not_completed"),
+        folded(pl.col("state"), "last").alias("state"),
+        folded(pl.col("time_created_ns"), "min").alias("created_ns"),
+        folded(pl.col("time_started_ns"), "min").alias("started_ns"),
+        folded(pl.col("time_completed_ns"), "max").alias("completed_ns"),
+        folded(pl.col("duration_ms"), "max").alias("duration_ms"),
+        folded(pl.col("timeout_ms"), "max").alias("timeout_ms"),
+        folded(pl.col("record_id"), "first").alias("record_id"),
+        folded(pl.col("input_sizes"), "first").alias("input_sizes"),
+        folded(pl.col("output_sizes"), "first").alias("output_sizes"),
+        (pl.col("input_numel").fill_null(0) if single else pl.col("input_numel").sum()).alias("input_numel"),
+        (pl.col("output_numel").fill_null(0) if single else pl.col("output_numel").sum()).alias(
+            "output_numel"
+        ),
+        folded(pl.col("input_dtypes"), "first").alias("input_dtypes"),
+        folded(pl.col("output_dtypes"), "first").alias("output_dtypes"),
+        (pl.col("call_stack_id") if single else pl.col("call_stack_id").drop_nulls().first()).alias(
+            "call_stack_id"
+        ),
+        (pl.col("call_site") if single else pl.col("call_site").drop_nulls().first()).alias("call_site"),
+        *(
+            folded(pl.col(c), "first").alias(c)
+            for c in ("source_file", "source_line", "backend", "pg_name", "pg_desc")
+        ),
+    ]
+
+
+def _fold_calls(coll: pl.DataFrame) -> pl.DataFrame:
+    """One row per (group, seq, rank), in order of each call's first entry.
+
+    Entries are already in record order within each dump (oldest first), and a (group, seq,
+    rank) comes from one dump, so no sort is needed. Most calls are one entry (only coalesced
+    ops have several): those are projected row by row and only the rest go through a group-by.
+    """
+    indexed = coll.with_row_index("_row")
+    several = pl.struct(*_CALL_KEYS).is_duplicated()
+    marked = indexed.with_columns(several.alias("_several"))
+    singles = marked.filter(~pl.col("_several")).select(
+        *_CALL_KEYS, *_call_aggregations(single=True), pl.col("_row")
+    )
+    multiples = (
+        marked.filter(pl.col("_several"))
+        .group_by(*_CALL_KEYS, maintain_order=True)
+        .agg(*_call_aggregations(single=False), pl.col("_row").first())
+    )
+    if multiples.height == 0:
+        return singles.drop("_row")
+    return pl.concat([singles, multiples], how="vertical").sort("_row").drop("_row")
+
+
 def _build(tables: Tables) -> FrView:
     raw = tables.df("fr_entries")
     groups: dict[str, Group] = {}
@@ -260,45 +340,13 @@ def _build(tables: Tables) -> FrView:
     coll = coll.with_columns(
         pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"),
     )
-    wrapped = entries.group_by("rank").agg((pl.col("record_id").min() > 0).fill_null(False).alias("wrapped"))
+    wrapped = (
+        entries.select("rank", "record_id")
+        .group_by("rank")
+        .agg((pl.col("record_id").min() > 0).fill_null(False).alias("wrapped"))
+    )
     calls = (
-        # Entries are already in record order within each dump (oldest first), and a
-        # (group, seq, rank) comes from one dump: no global sort needed.
-        coll.group_by("group_key", "collective_seq_id", "rank", maintain_order=True)
-        .agg(
-            pl.col("op").str.join("+").alias("ops"),
-            pl.col("profiling_name").first(),
-            pl.col("_sig_e").alias("sig"),
-            pl.col("op").alias("op_sig"),
-            pl.col("_in_h").alias("in_sig"),
-            pl.col("_out_h").alias("out_sig"),
-            pl.struct("_in_dt", "_out_dt").hash().alias("dtype_sig"),
-            pl.col("_syntax_bad").any().alias("syntax_bad"),
-            pl.col("done").any().alias("done"),
-            (pl.col("retired").fill_null(False) & (pl.col("state") != "completed").fill_null(True))
-            .any()
-            .alias("retired_not_completed"),
-            pl.col("state").last().alias("state"),
-            pl.col("time_created_ns").min().alias("created_ns"),
-            pl.col("time_started_ns").min().alias("started_ns"),
-            pl.col("time_completed_ns").max().alias("completed_ns"),
-            pl.col("duration_ms").max().alias("duration_ms"),
-            pl.col("timeout_ms").max().alias("timeout_ms"),
-            pl.col("record_id").first().alias("record_id"),
-            pl.col("input_sizes").first(),
-            pl.col("output_sizes").first(),
-            pl.col("input_numel").sum(),
-            pl.col("output_numel").sum(),
-            pl.col("input_dtypes").first(),
-            pl.col("output_dtypes").first(),
-            pl.col("call_stack_id").drop_nulls().first(),
-            pl.col("call_site").drop_nulls().first(),
-            pl.col("source_file").first(),
-            pl.col("source_line").first(),
-            pl.col("backend").first(),
-            pl.col("pg_name").first(),
-            pl.col("pg_desc").first(),
-        )
+        _fold_calls(coll)
         .join(wrapped, on="rank", how="left")
         .with_columns(pl.col(c).hash() for c in ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig"))
     )
