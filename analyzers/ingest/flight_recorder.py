@@ -1217,19 +1217,26 @@ def _memberships(
     groups: dict[str, tuple[str, str | None, list[int], str]] = {}
     # Sane config sets per name; a rank's own config decides which set its entries belong to.
     own: dict[tuple[int, str], str] = {}
-    by_name: dict[str, list[tuple[frozenset[int], str | None]]] = {}
+    by_name: dict[str, list[tuple[frozenset[int], str]]] = {}
     if config.height:
-        sane = config.filter(pl.col("membership_source") == "config").select(
-            "pg_name", "pg_desc", "ranks", "dumped_ranks"
+        # Every dump repeats the same few configs (thousands of rows, thousands of members
+        # each): each distinct (name, members) is read once, with all the dumps that report it.
+        sane = (
+            config.filter(pl.col("membership_source") == "config")
+            .group_by("pg_name", "ranks", maintain_order=True)
+            .agg(
+                pl.col("pg_desc").first(),
+                pl.col("dumped_ranks").list.explode(keep_nulls=False, empty_as_null=False),
+            )
         )
-        for name, desc, members, reporters in sane.iter_rows():
+        for name, members, desc, reporters in sane.iter_rows():
             if name is None or not members:
                 continue
             member_set = frozenset(members)
             config_key = group_key(name, member_set)
             if config_key not in groups:
                 groups[config_key] = (name, desc, sorted(member_set), "config")
-                by_name.setdefault(name, []).append((member_set, desc))
+                by_name.setdefault(name, []).append((member_set, config_key))
             for reporter in reporters or []:
                 own[(reporter, name)] = config_key
     seen = (
@@ -1245,9 +1252,9 @@ def _memberships(
     for name, rank, desc in seen.iter_rows():
         key: str | None = own.get((rank, name))
         if key is None:
-            for member_set, _ in by_name.get(name, []):
+            for member_set, member_key in by_name.get(name, []):
                 if rank in member_set:
-                    key = group_key(name, member_set)
+                    key = member_key
                     break
         if key is not None:
             assignment.append((rank, name, key))
