@@ -47,6 +47,8 @@ class FileResult:
     size: int
     seconds: float
     failure: str | None = None
+    # Tables in transit from a worker process (Arrow IPC streams by name); empty otherwise.
+    packed: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,7 +130,31 @@ def parse_one(job: DiscoveredFile, manifest: Manifest, max_file_bytes: int = MAX
 
 
 def _parse_batch(batch: list[DiscoveredFile], manifest: Manifest, max_file_bytes: int) -> list[FileResult]:
-    return [parse_one(job, manifest, max_file_bytes) for job in batch]
+    """Worker side: parse, then pack each table as one Arrow IPC stream for the trip back."""
+    results = [parse_one(job, manifest, max_file_bytes) for job in batch]
+    for result in results:
+        result.packed = {name: _to_ipc(table) for name, table in result.output.tables.items()}
+        result.output.tables = {}
+    return results
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    # One IPC stream per table is ~6x cheaper to write and ~10x cheaper to read than pickling
+    # the table column by column; the parent reads it without copying the buffers again.
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _unpack(result: FileResult) -> FileResult:
+    """Parent side: the tables of a worker's result, read back from their IPC streams."""
+    if result.packed:
+        result.output.tables = {
+            name: pa.ipc.open_stream(pa.py_buffer(data)).read_all() for name, data in result.packed.items()
+        }
+        result.packed = {}
+    return result
 
 
 def _oneline(exc: BaseException) -> str:
@@ -179,7 +205,7 @@ def parse_files(
         for batch_results in pool.map(
             _parse_batch, batches, [manifest] * len(batches), [max_file_bytes] * len(batches)
         ):
-            results.extend(batch_results)
+            results.extend(_unpack(result) for result in batch_results)
             done += len(batch_results)
             if progress and batch_results:
                 progress(done, len(files), batch_results[-1].rel)
