@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -319,7 +320,7 @@ class FlightRecorderParser(SourceParser):
         is_json = data[:1] != b"\x80"
         truncated = False
         try:
-            dump = json.loads(data.decode("utf-8", "replace")) if is_json else safe_pickle.loads(data)
+            dump = _load_json(data) if is_json else safe_pickle.loads(data)
         except safe_pickle.UnsafePickleError as exc:
             out.reject("unsafe-pickle")
             out.problems.append(
@@ -574,6 +575,16 @@ def _recover_json(data: bytes) -> tuple[Any, str, int, int] | None:
     line = text.count("\n", 0, pos) + 1
     where = f"byte {len(text[:pos].encode('utf-8'))} (line {line})"
     return (kept if bare else top), where, line, len(kept)
+
+
+def _load_json(data: bytes) -> Any:
+    """The decoded JSON dump: orjson (2-3x faster than the standard library, and faster than
+    unpickling the same dump), or, for what it refuses (invalid UTF-8, NaN, integers beyond 64
+    bits), the standard library on text decoded with replacement characters."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8", "replace"))
 
 
 def _rank_from_manifest(manifest: Manifest, host: str | None) -> int | None:
