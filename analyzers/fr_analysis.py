@@ -144,6 +144,12 @@ def _relation_bad(part: str, whole: str) -> pl.Expr:
     return pl.when(pl.col("_exact").fill_null(True)).then(exact).otherwise(implied)
 
 
+# Columns no flight-recorder detector reads: left out of the view so millions of entries do not
+# carry them through Polars (config-drift reads comm_lib_version from the table itself).
+_NOT_IN_VIEW = frozenset(
+    ("thread_name", "thread_id", "dump_format", "dump_version", "comm_lib_version", "ts_ns", "pg_id", "op_id")
+)
+
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 
 
@@ -225,7 +231,7 @@ def _fold_calls(coll: pl.DataFrame) -> pl.DataFrame:
 
 
 def _build(tables: Tables) -> FrView:
-    raw = tables.df("fr_entries")
+    raw = tables.df("fr_entries", [c for c in tables["fr_entries"].column_names if c not in _NOT_IN_VIEW])
     groups: dict[str, Group] = {}
     if tables.has("fr_groups"):
         for key, name, desc, ranks, source, dumped in (

@@ -55,9 +55,9 @@ def _nccl_versions(tables: Tables) -> list[_Fact]:
                     row["host"],
                 )
             )
-    if tables.has("fr_entries") and "comm_lib_version" in tables.df("fr_entries").columns:
+    if tables.has("fr_entries") and "comm_lib_version" in tables["fr_entries"].column_names:
         frame = (
-            tables.df("fr_entries")
+            tables.df("fr_entries", ["rank", "host", "comm_lib_version", "source_file"])
             .filter(
                 pl.col("comm_lib_version").is_not_null()
                 & (pl.col("comm_lib_version") != "")
