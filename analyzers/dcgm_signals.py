@@ -110,7 +110,8 @@ def composite_key(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
 
     Group-bys, joins and sorts over one integer key are several times faster than over several
     (categorical) columns with millions of rows. Integer and categorical columns are packed
-    arithmetically (offset codes, null as 0), or as dense ranks when their value ranges are too
+    arithmetically (offset codes, null as 0; the first column most significant, so keys rise
+    with the columns' values, nulls first), or as dense ranks when their value ranges are too
     wide to pack in 63 bits; anything else gets a group number from a join.
     """
     if all(frame.schema[name] == pl.Categorical or frame.schema[name].is_integer() for name in columns):
@@ -129,7 +130,7 @@ def _packed_key(frame: pl.DataFrame, columns: list[str], dense: bool) -> pl.Seri
     """``composite_key`` by arithmetic on integer codes; None when the codes do not fit 63 bits."""
     codes: list[pl.Expr] = []
     span = 1
-    for name in columns:
+    for name in reversed(columns):  # the last column varies fastest
         column = pl.col(name)
         if frame.schema[name] == pl.Categorical:
             column = column.to_physical()
@@ -149,7 +150,7 @@ def _packed_key(frame: pl.DataFrame, columns: list[str], dense: bool) -> pl.Seri
         if span >= 2**62:
             return None
     if not codes:
-        return pl.Series("key", [0] * frame.height, dtype=pl.Int64)
+        return frame.select(pl.repeat(0, pl.len(), dtype=pl.Int64).alias("key")).to_series()
     return frame.select(pl.sum_horizontal(codes).alias("key")).to_series()
 
 
@@ -177,19 +178,9 @@ def _file_ranks(frame: pl.DataFrame) -> pl.Expr:
     )
 
 
-def _reading_order(frame: pl.DataFrame, rows: pl.Series) -> pl.Series:
-    """``rows`` (row numbers of ``frame``) in reading order: time, then file, scrape and line."""
-    if rows.len() < 2:
-        return rows
-    # Only integer keys are sorted, never the wide rows: the file name becomes its lexical rank,
-    # so the stable arg-sort gives the order of
-    # ``frame[rows].sort(_ORDER, nulls_last=False, maintain_order=True)`` at a fraction of the
-    # cost (string keys make multi-column sorts of millions of rows slow).
-    keys = frame.select("ts_ns", "source_file", "scrape", "source_line")[rows]
-    keys = keys.with_columns(_file_ranks(keys).alias("_file"))
-    # Rows usually arrive ordered by file, scrape and line (files one after the other, each in
-    # written order): then one stable sort by time gives the full order. Multi-column sorts of
-    # millions of rows with many equal times are far slower, so they are the fallback only.
+def _in_file_order(keys: pl.DataFrame) -> bool:
+    """Whether rows (``source_file``, ``scrape``, ``source_line``) are in file, scrape, line order."""
+    keys = keys.select(_file_ranks(keys).alias("_file"), "scrape", "source_line")
     tie = [
         pl.col("_file"),
         pl.col("scrape").cast(pl.Int64).fill_null(-1),
@@ -199,12 +190,26 @@ def _reading_order(frame: pl.DataFrame, rows: pl.Series) -> pl.Series:
     in_order = (tie[0] < nxt[0]) | (
         (tie[0] == nxt[0]) & ((tie[1] < nxt[1]) | ((tie[1] == nxt[1]) & (tie[2] <= nxt[2])))
     )
-    if keys.select(in_order.fill_null(True).all()).item():
+    return bool(keys.select(in_order.fill_null(True).all()).item())
+
+
+def _reading_order(frame: pl.DataFrame, rows: pl.Series) -> pl.Series:
+    """``rows`` (row numbers of ``frame``) in reading order: time, then file, scrape and line."""
+    if rows.len() < 2:
+        return rows
+    # Only integer keys are sorted, never the wide rows: the file name becomes its lexical rank,
+    # so the stable arg-sort gives the order of
+    # ``frame[rows].sort(_ORDER, nulls_last=False, maintain_order=True)`` at a fraction of the
+    # cost (string keys make multi-column sorts of millions of rows slow).
+    keys = frame.select(_ORDER)[rows]
+    # Rows usually arrive ordered by file, scrape and line (files one after the other, each in
+    # written order): then one stable sort by time gives the full order. Multi-column sorts of
+    # millions of rows with many equal times are far slower, so they are the fallback only.
+    if _in_file_order(keys):
         position = keys.select(pl.arg_sort_by("ts_ns", nulls_last=False, maintain_order=True)).to_series()
     else:
-        position = keys.select(
-            pl.arg_sort_by(["ts_ns", "_file", "scrape", "source_line"], nulls_last=False, maintain_order=True)
-        ).to_series()
+        keys = keys.with_columns(_file_ranks(keys).alias("source_file"))
+        position = keys.select(pl.arg_sort_by(_ORDER, nulls_last=False, maintain_order=True)).to_series()
     return rows.gather(position)
 
 
@@ -256,6 +261,26 @@ def gpu_rows(
         wanted = _WHOLE_GPU & pl.col("field").is_in(canonical_fields(fields))
         order = _reading_order(frame, _rows_where(frame, wanted))
     return tables.df("gpu_metrics", columns)[order]
+
+
+def gpu_rows_file_order(
+    tables: Tables, fields: list[str] | tuple[str, ...], columns: list[str]
+) -> pl.DataFrame:
+    """Like :func:`gpu_rows`, but ordered only among readings of the same time.
+
+    Rows of equal ``ts_ns`` come in reading order (file, scrape, line); otherwise the order is
+    the table's. When the table is in file order (as ingested) that is a filter: no sort and no
+    gather of millions of rows, which cost far more than the filter. Callers that need times in
+    order sort the few columns they use themselves.
+    """
+    if not tables.has("gpu_metrics"):
+        return tables.df("gpu_metrics").clear().select(columns)
+    wanted = _WHOLE_GPU & pl.col("field").is_in(canonical_fields(fields))
+    needed = list(dict.fromkeys([*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS, "field", *columns]))
+    rows = tables.df("gpu_metrics", needed).filter(wanted)
+    if _in_file_order(rows):
+        return rows.select(columns)
+    return gpu_rows(tables, fields, columns)
 
 
 def gpus(tables: Tables) -> pl.DataFrame:
@@ -340,17 +365,20 @@ def _vanished(tables: Tables) -> pl.DataFrame:
     rows = rows.with_columns(composite_key(rows, GPU_KEY).alias("_gpu"))
     # The last reading of a GPU (in reading order) is among its readings at its latest time:
     # only those few rows are put in order, not all of them.
+    latest = pl.col("ts_ns") == pl.col("ts_ns").max()
     per_gpu = rows.group_by("_gpu").agg(
-        pl.col("ts_ns").max().alias("last_ts_ns"), *[pl.col(k).first() for k in GPU_KEY]
+        pl.col("ts_ns").max().alias("last_ts_ns"),
+        *[pl.col(k).first() for k in GPU_KEY],
+        pl.col("_row").filter(latest).alias("_latest"),
     )
-    latest = rows.join(per_gpu.select("_gpu", "last_ts_ns"), on="_gpu", how="inner")
-    latest = latest.filter(pl.col("ts_ns") == pl.col("last_ts_ns")).sort("_row")
-    ordered = _reading_order(frame, latest.get_column("_row"))
+    latest_rows = per_gpu.select("_gpu", "_latest").explode("_latest").sort("_latest")
+    candidates = latest_rows.get_column("_latest")
+    ordered = _reading_order(frame, candidates)
     where = frame.select("source_file", "source_line")[ordered].with_columns(
-        latest.get_column("_gpu").gather(latest.get_column("_row").search_sorted(ordered))
+        latest_rows.get_column("_gpu").gather(candidates.search_sorted(ordered))
     )
     last_read = where.group_by("_gpu").agg(pl.col("source_file").last(), pl.col("source_line").last())
-    per_gpu = per_gpu.join(last_read, on="_gpu", how="left")
+    per_gpu = per_gpu.drop("_latest").join(last_read, on="_gpu", how="left")
     per_gpu = per_gpu.with_columns(
         pl.col("last_ts_ns").max().over("host").alias("host_last_ts_ns"),
         pl.len().over("host").alias("gpus"),

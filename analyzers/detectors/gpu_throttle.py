@@ -14,6 +14,7 @@ from ..dcgm_signals import (
     composite_key,
     counter_deltas,
     gpu_rows,
+    gpu_rows_file_order,
     gpus,
     rank_for_gpu,
     with_label,
@@ -227,52 +228,76 @@ def _event_counts(tables: Tables, finding: Any) -> None:
 
 
 def _low_clocks(tables: Tables, finding: Any) -> None:
-    rows = gpu_rows(tables, [SM_CLOCK_FIELD, UTIL_FIELD, REASONS_FIELD], SIGNAL_COLUMNS).filter(
-        pl.col("host").is_not_null()
-    )
+    columns = [*GPU_KEY, "field", "value", "ts_ns", "scrape", "source_file", "source_line"]
+    rows = gpu_rows_file_order(tables, [SM_CLOCK_FIELD, UTIL_FIELD, REASONS_FIELD], columns)
+    if rows.get_column("host").null_count():
+        rows = rows.filter(pl.col("host").is_not_null())
     if rows.height == 0 or not rows.get_column("field").eq(SM_CLOCK_FIELD).any():
         return
-    rows = rows.with_columns(pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"))
-    wide = _clock_table(rows)
-    idle = (pl.col(UTIL_FIELD) <= IDLE_UTIL) | ((pl.col(REASONS_FIELD).cast(pl.Int64) & 0x1) != 0)
-    busy = wide.filter(~idle.fill_null(False))
-    # Median SM clock of the host's busy GPUs at each tick (one integer key for host and tick).
-    busy = busy.with_columns(composite_key(busy, ["host", "tick"]).alias("_host_at"))
-    per_tick = busy.group_by("_host_at").agg(
-        pl.col(SM_CLOCK_FIELD).median().alias("median"), pl.len().alias("gpus")
+    # One small table of GPUs; the millions of readings carry only its row number.
+    rows = rows.with_columns(composite_key(rows, GPU_KEY).alias("_key"))
+    gpu_table = (
+        rows.group_by("_key", maintain_order=True)
+        .agg(*[pl.col(k).first() for k in GPU_KEY])
+        .with_row_index("_gpu")
     )
-    busy = busy.join(per_tick, on="_host_at", how="left", maintain_order="left")
+    gpu_of = pl.col("_key").replace_strict(gpu_table.get_column("_key"), gpu_table.get_column("_gpu"))
+    host_of = pl.col("_gpu").replace_strict(
+        gpu_table.get_column("_gpu"), gpu_table.get_column("host").to_physical()
+    )
+    readings = rows.select(
+        gpu_of.alias("_gpu"),
+        pl.coalesce(pl.col("ts_ns"), pl.col("scrape").cast(pl.Int64)).alias("tick"),
+        "ts_ns",
+        "field",
+        "value",
+    )
+    wide = _clock_table(readings)
+    idle = (pl.col(UTIL_FIELD) <= IDLE_UTIL) | ((pl.col(REASONS_FIELD).cast(pl.Int64) & 0x1) != 0)
+    busy = wide.filter(~idle.fill_null(False)).with_columns(host_of.alias("_host"))
+    # Median SM clock of the host's busy GPUs at each tick (one integer key for host and tick).
+    busy = busy.with_columns(composite_key(busy, ["_host", "tick"]).alias("_host_at"))
+    per_tick = (
+        busy.group_by("_host_at")
+        .agg(pl.col(SM_CLOCK_FIELD).median().alias("median"), pl.len().alias("gpus"))
+        .rename({"_host_at": "_at"})
+        .sort("_at")
+    )
+    at = busy.get_column("_host_at")
+    busy = busy.with_columns(_aligned(per_tick, at, "median"), _aligned(per_tick, at, "gpus"))
     busy = busy.with_columns(
         ((pl.col(SM_CLOCK_FIELD) <= (1 - CLOCK_GAP) * pl.col("median")) & (pl.col("gpus") >= 2)).alias("low")
     )
     low = pl.col("low")
-    per_gpu = busy.group_by("_gpu", maintain_order=True).agg(
-        *[pl.col(k).first() for k in GPU_KEY],
+    per_gpu = busy.group_by("_gpu").agg(
         pl.len().alias("samples"),
         low.sum().alias("low_samples"),
         pl.col(SM_CLOCK_FIELD).filter(low).median().alias("clock"),
         pl.col("median").filter(low).median().alias("host_median"),
         pl.col("ts_ns").filter(low).min().alias("first_ts"),
         pl.col("ts_ns").filter(low).max().alias("last_ts"),
-        # The first low reading in reading order (by the first appearance of its GPU and tick).
+        # The first low reading in reading order: time (unknown first), then first appearance.
         pl.struct("_clock_pos", SM_CLOCK_FIELD, "median")
         .filter(low)
-        .get(pl.col("_first_pos").filter(low).arg_min())
+        .sort_by([pl.col("tick_ts").filter(low), pl.col("_first_pos").filter(low)], nulls_last=False)
+        .first()
         .alias("row"),
     )
     per_gpu = per_gpu.filter(pl.col("low_samples") > 0)
-    if per_gpu.height:
-        # Where the cited readings are: gathered for the few rows cited, not carried through.
-        cited = per_gpu.get_column("row").struct.field("_clock_pos")
-        where = rows.select("source_file", "source_line")[cited]
-        per_gpu = per_gpu.with_columns(
-            pl.struct(
-                where.get_column("source_file"),
-                where.get_column("source_line"),
-                pl.col("row").struct.field(SM_CLOCK_FIELD),
-                pl.col("row").struct.field("median"),
-            ).alias("row")
-        )
+    if per_gpu.height == 0:
+        return
+    # GPU columns and the cited readings' places, for the few rows cited.
+    per_gpu = per_gpu.join(gpu_table.drop("_key"), on="_gpu", how="left").sort("_gpu")
+    cited = per_gpu.get_column("row").struct.field("_clock_pos")
+    where = rows.select("source_file", "source_line")[cited]
+    per_gpu = per_gpu.with_columns(
+        pl.struct(
+            where.get_column("source_file"),
+            where.get_column("source_line"),
+            pl.col("row").struct.field(SM_CLOCK_FIELD),
+            pl.col("row").struct.field("median"),
+        ).alias("row")
+    )
     for row in per_gpu.iter_rows(named=True):
         share = row["low_samples"] / row["samples"]
         if share < MIN_SHARE:
@@ -292,29 +317,28 @@ def _low_clocks(tables: Tables, finding: Any) -> None:
         item.signals.append("SM clock below host median")
 
 
-def _clock_table(rows: pl.DataFrame) -> pl.DataFrame:
+def _clock_table(readings: pl.DataFrame) -> pl.DataFrame:
     """Per GPU and tick with an SM clock reading: the last reading of each field (reading order).
 
-    ``rows`` are in reading order. Columns: ``GPU_KEY``, ``_gpu`` (one integer per GPU), ``tick``,
-    ``ts_ns``, the SM clock, utilisation and reasons values, ``_clock_pos`` (row of ``rows``
-    holding the clock reading) and ``_first_pos`` (first row of that GPU and tick, any field).
-    Rows are sorted once by one integer key for GPU and tick; each field's last reading per key
-    and the alignment of the fields are then runs and binary searches, not group-bys or joins
-    over millions of rows.
+    ``readings`` (``_gpu``, ``tick``, ``ts_ns``, ``field``, ``value``) are in reading order among
+    rows of equal time. Columns: ``_gpu``, ``tick``, ``tick_ts`` (the tick when it is a time),
+    ``ts_ns`` (of the clock reading), the SM clock, utilisation and reasons values,
+    ``_clock_pos`` (row of ``readings`` holding the clock reading) and ``_first_pos`` (first row
+    of that GPU and tick, any field). GPU and tick are one integer key; each field's first and
+    last reading per key are runs (sorted only when the keys do not already rise) and the
+    fields are aligned by binary search, not by group-bys or joins over millions of rows.
     """
-    keyed = rows.select(*GPU_KEY, "tick", "ts_ns", "field", "value").with_row_index("_pos")
-    keyed = keyed.with_columns(composite_key(keyed, GPU_KEY).alias("_gpu"))
+    code = (
+        pl.when(pl.col("field") == SM_CLOCK_FIELD)
+        .then(pl.lit(0, pl.Int8))
+        .when(pl.col("field") == UTIL_FIELD)
+        .then(pl.lit(1, pl.Int8))
+        .otherwise(pl.lit(2, pl.Int8))
+    )
+    keyed = readings.select("_gpu", "tick", "ts_ns", code.alias("_field"), "value").with_row_index("_pos")
     keyed = keyed.with_columns(composite_key(keyed, ["_gpu", "tick"]).alias("_at"))
-    keyed = keyed.sort("_at", maintain_order=True)  # stable: reading order within each key
-    run_start = pl.col("_at") != pl.col("_at").shift(1)
-    first = keyed.filter(run_start.fill_null(True)).select("_at", pl.col("_pos").alias("_first_pos"))
-
-    def last_of(name: str) -> pl.DataFrame:
-        own = keyed.filter(pl.col("field") == name)
-        return own.filter((pl.col("_at") != pl.col("_at").shift(-1)).fill_null(True))
-
-    clocks = last_of(SM_CLOCK_FIELD).select(
-        *GPU_KEY,
+    clock_first, clocks = _first_and_last(keyed.filter(pl.col("_field") == 0))
+    clocks = clocks.select(
         "_gpu",
         "_at",
         "tick",
@@ -323,15 +347,37 @@ def _clock_table(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("_pos").alias("_clock_pos"),
     )
     at = clocks.get_column("_at")
-    columns = [_aligned(first, at, "_first_pos")]
-    for name in (UTIL_FIELD, REASONS_FIELD):
-        columns.append(_aligned(last_of(name).select("_at", pl.col("value").alias(name)), at, name))
-    return clocks.with_columns(columns).drop("_at")
+    firsts = [clock_first.get_column("_pos")]
+    columns = []
+    for number, name in ((1, UTIL_FIELD), (2, REASONS_FIELD)):
+        first, last = _first_and_last(keyed.filter(pl.col("_field") == number))
+        columns.append(_aligned(last.select("_at", pl.col("value").alias(name)), at, name))
+        firsts.append(_aligned(first.select("_at", "_pos"), at, "_pos"))
+    first_pos = pl.select(pl.min_horizontal([pl.lit(f) for f in firsts]).alias("_first_pos")).to_series()
+    # Times of a GPU's ticks are either all times or all scrape numbers (a GPU's tick with
+    # ``ts_ns`` is a time); unknown times come first in reading order.
+    return clocks.with_columns(*columns, first_pos).with_columns(pl.col("ts_ns").alias("tick_ts")).drop("_at")
+
+
+def _first_and_last(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first and the last row (reading order) of each ``_at`` key, both sorted by ``_at``.
+
+    Exports usually hold one reading per GPU, field and time, series after series: the keys
+    already rise, and nothing is sorted. Otherwise the integer columns are sorted once (stable).
+    """
+    if rows.height == 0 or rows.select((pl.col("_at").diff() > 0).all()).item():
+        return rows, rows
+    rows = rows.sort("_at", maintain_order=True)
+    first = rows.filter((pl.col("_at") != pl.col("_at").shift(1)).fill_null(True))
+    last = rows.filter((pl.col("_at") != pl.col("_at").shift(-1)).fill_null(True))
+    return first, last
 
 
 def _aligned(side: pl.DataFrame, at: pl.Series, column: str) -> pl.Series:
     """``side[column]`` at each key of ``at`` (null where absent); ``side._at`` is sorted and unique."""
     keys = side.get_column("_at")
+    if keys.len() == at.len() and (keys == at).all():  # every field read at every tick
+        return side.get_column(column)
     if keys.len() == 0:
         return pl.Series(column, [None] * at.len(), dtype=side.schema[column])
     position = keys.search_sorted(at).clip(upper_bound=keys.len() - 1)
