@@ -119,11 +119,16 @@ class DcgmParser(SourceParser):
     def parse(self, ctx: FileContext) -> ParseOutput:
         """Read one export; bad content is counted and reported, never raised."""
         out = ParseOutput()
-        text = ctx.data.decode("utf-8", errors="replace")
-        kind = _format_of(text)
+        # JSON exports are read from bytes; only the other formats need the whole text decoded.
+        head = ctx.data[:4096].decode("utf-8", errors="replace")
+        if _JSON_START.match(head):
+            kind, text = "json", ""
+        else:
+            text = ctx.data.decode("utf-8", errors="replace")
+            kind = _format_of(text)
         try:
             if kind == "json":
-                parsed = _parse_json(ctx, text, out, ctx.data)
+                parsed = _parse_json(ctx, out, ctx.data)
             elif kind == "counters":
                 _parse_counters_csv(ctx, text, out)
                 parsed = None
@@ -474,10 +479,12 @@ def _finish(
     types: list[str | None] | None = None,
     ident: dict[str, list[Any]] | None = None,
     fields: dict[str, list[Any]] | None = None,
+    origin: str | None = None,
 ) -> dict[str, pa.Table] | None:
     """Join per-series facts onto samples (by ``series``), classify values; ``gpu_metrics`` and ``gpu_labels``.
 
-    ``samples`` has series, source_line, ts_ns, ts_origin, scrape and either ``value_text`` (to
+    ``samples`` has series, source_line, ts_ns, scrape, ts_origin (or ``origin`` names the one
+    origin of every row) and either ``value_text`` (to
     classify) or ``value`` (already known to be plain finite readings). Per series (``series``
     indexes these lists): its labels, metric name as written, Prometheus type, identity columns
     (``ident`` replaces the label-derived ones where a format knows better) and field columns
@@ -528,12 +535,14 @@ def _finish(
             columns[name] = fact.take(series_index)
     own = frame.select("source_line", "ts_ns", "value", "scrape").to_arrow()
     columns.update({name: own.column(name) for name in own.column_names})
-    columns["ts_origin"] = (
-        frame.get_column("ts_origin").cast(pl.String).cast(pl.Categorical).to_arrow().cast(_DICT)
-    )
-    columns["source_file"] = pa.DictionaryArray.from_arrays(
-        pa.nulls(frame.height, pa.int32()).fill_null(0), pa.array([ctx.rel], pa.string())
-    )
+    zeros = pa.nulls(frame.height, pa.int32()).fill_null(0)
+    if origin is not None:  # one origin for the whole file: no per-row strings at all
+        columns["ts_origin"] = pa.DictionaryArray.from_arrays(zeros, pa.array([origin], pa.string()))
+    else:
+        columns["ts_origin"] = (
+            frame.get_column("ts_origin").cast(pl.String).cast(pl.Categorical).to_arrow().cast(_DICT)
+        )
+    columns["source_file"] = pa.DictionaryArray.from_arrays(zeros, pa.array([ctx.rel], pa.string()))
     ids = [labels_id(labels) for labels in label_sets]
     columns["labels_id"] = pa.array(ids, pa.int64()).take(series_index)
     used = frame.get_column("series").unique(maintain_order=True).to_list()
@@ -810,20 +819,20 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> _Outpu
         labels = {str(k): str(v) for k, v in metric.items()}
         metrics.append(labels.pop("__name__", "") or "")
         label_sets.append(labels)
-    # Points of one series: [t,"v"],[t,"v"] → t,"v" lines.
-    chunks: list[bytes] = []
+    # Points of one series: [t,"v"],[t,"v"] → t,"v" lines (counted in place, copied once).
+    view = memoryview(data)
+    chunks: list[memoryview] = []
     counts: list[int] = []
     for start, end in zip(starts, ends, strict=True):
         if end == start:
             counts.append(0)
             continue
-        body = data[start + 1 : end - 1]
-        counts.append(body.count(b"],[") + 1)
-        chunks.append(body.replace(b"],[", b"\n"))
+        counts.append(data.count(b"],[", start + 1, end - 1) + 1)
+        chunks.append(view[start + 1 : end - 1])
     total = sum(counts)
     if total == 0:
         return False
-    points = _read_points(b"\n".join(chunks), total)
+    points = _read_points(b"\n".join(chunks).replace(b"],[", b"\n"), total)
     if points is None:
         return False
     present = [(index, count) for index, count in enumerate(counts) if count]
@@ -839,10 +848,9 @@ def _parse_matrix_csv(ctx: FileContext, data: bytes, out: ParseOutput) -> _Outpu
         pl.exclude("t"),
     ).with_columns(
         (pl.col("series") + 1).alias("source_line"),
-        pl.lit("sample").alias("ts_origin"),
         pl.lit(0, dtype=pl.Int32).alias("scrape"),
     )
-    return _finish(samples, label_sets, metrics, ctx, out)
+    return _finish(samples, label_sets, metrics, ctx, out, origin="sample")
 
 
 def _read_points(lines: bytes, total: int) -> pl.DataFrame | None:
@@ -940,19 +948,22 @@ def _parse_json_fast(ctx: FileContext, data: bytes, text: str, out: ParseOutput)
         pl.col("point").list.get(1, null_on_oob=True).alias("value_text"),
     ).with_columns(
         (pl.col("series") + 1).alias("source_line"),
-        pl.lit("sample").alias("ts_origin"),
         pl.lit(0, dtype=pl.Int32).alias("scrape"),
     )
-    return _finish(samples, label_sets, metrics, ctx, out)
+    return _finish(samples, label_sets, metrics, ctx, out, origin="sample")
 
 
-def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | None = None) -> _Output:
-    if data is not None and len(data) > 1_000_000:
+def _parse_json(ctx: FileContext, out: ParseOutput, data: bytes, *, fast: bool = True) -> _Output:
+    """Prometheus query JSON; large compact matrices by the CSV or Polars paths unless ``fast`` is off."""
+    text = ""
+    if fast and len(data) > 1_000_000:
         fast = _parse_matrix_csv(ctx, data, out)
         if fast is False:
+            text = data.decode("utf-8", errors="replace")
             fast = _parse_json_fast(ctx, data, text, out)
         if fast is not False:
             return fast if isinstance(fast, dict) else None
+    text = text or data.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -1035,10 +1046,9 @@ def _parse_json(ctx: FileContext, text: str, out: ParseOutput, data: bytes | Non
     )
     frame = frame.with_columns(
         (pl.col("series") + 1).alias("source_line"),
-        pl.lit("sample").alias("ts_origin"),
         pl.lit(0, dtype=pl.Int32).alias("scrape"),
     )
-    return _finish(frame, label_sets, metrics, ctx, out)
+    return _finish(frame, label_sets, metrics, ctx, out, origin="sample")
 
 
 # ================================================================================================
@@ -1201,9 +1211,9 @@ def _parse_dmon(ctx: FileContext, text: str, out: ParseOutput) -> _Output:
             "ts_ns": pl.Int64,
             "scrape": pl.Int32,
         },
-    ).with_columns(pl.lit(origin).alias("ts_origin"))
+    )
     metrics = [column for _, _, column in series_keys]
-    return _finish(frame, label_sets, metrics, ctx, out, ident=ident, fields=fields)
+    return _finish(frame, label_sets, metrics, ctx, out, ident=ident, fields=fields, origin=origin)
 
 
 # ================================================================================================

@@ -488,9 +488,8 @@ def test_large_range_query_fast_path_matches_the_standard_path() -> None:
     assert len(big) > 1_000_000
     fast_rows, fast = parse_bytes(big, "big.json")
     standard = ParseOutput()
-    table = dcgm_ingest._parse_json(
-        FileContext(Path("big.json"), "big.json", big, None, Manifest(), MTIME), big.decode(), standard
-    )
+    ctx = FileContext(Path("big.json"), "big.json", big, None, Manifest(), MTIME)
+    table = dcgm_ingest._parse_json(ctx, standard, big, fast=False)
     assert table is not None
     standard_frame = pl.from_arrow(conform("gpu_metrics", table["gpu_metrics"]))
     assert isinstance(standard_frame, pl.DataFrame)
