@@ -733,30 +733,13 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     # Process group: (name, desc) tuple in pickles, list in JSON; pre-2024 dumps only have pg_id.
     # Few distinct values: encode each entry as a code, resolve the distinct values once, expand
     # with take (no per-entry Python work beyond one dict lookup).
-    group_codes: dict[Any, int] = {}
     raw_groups = values_of("process_group")
-    codes = [
-        group_codes.setdefault(g if type(g) is not list else tuple(g), len(group_codes)) for g in raw_groups
-    ]
-    names: list[str | None] = []
-    descs: list[str | None] = []
-    for group in group_codes:
-        if isinstance(group, tuple) and len(group) >= 2:
-            names.append(_to_str(group[0]))
-            descs.append(_to_str(group[1]))
-        elif isinstance(group, str):
-            names.append(group)
-            descs.append(None)
-        else:
-            names.append(None)
-            descs.append(None)
-    index = pa.array(codes, type=pa.int32())
-    pg_names = pa.array(names, type=pa.string()).take(index)
+    pg_names, pg_descs = _group_columns(raw_groups)
     if bare and pg_names.null_count:
         # Pre-2024 dumps name no group: the process-local pg_id is the only handle.
         pg_names = pc.if_else(pg_names.is_null(), pc.cast(cols["pg_id"], pa.string()), pg_names)
     cols["pg_name"] = pg_names
-    cols["pg_desc"] = pa.array(descs, type=pa.string()).take(index)
+    cols["pg_desc"] = pg_descs
 
     # Profiling names repeat: split each distinct one once.
     if direct is not None:
@@ -792,6 +775,51 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     cols["call_stack_id"] = stacks
     cols["_stacks"] = unique_stacks
     return cols, damaged
+
+
+_GROUP_VALUE_TYPES = frozenset((tuple, list, type(None)))
+
+
+def _group_columns(raw_groups: list[Any]) -> tuple[pa.Array, pa.Array]:
+    """(pg_name, pg_desc) arrays from the entries' ``process_group`` values.
+
+    (name, desc) pairs of strings (what torch writes) are converted by Arrow in one pass;
+    anything else (bare names, numbers, short tuples) goes through the general path, which
+    resolves each distinct value once and expands it with take.
+    """
+    pairs = None
+    # Arrow would read a bare-name string as a list of characters: sequences only.
+    if set(map(type, raw_groups)) <= _GROUP_VALUE_TYPES:
+        try:
+            pairs = pa.array(raw_groups, type=pa.list_(pa.string()), from_pandas=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            pairs = None
+    if pairs is not None:
+        lengths = pc.list_value_length(pairs)
+        shortest = pc.min(lengths).as_py()
+        if shortest is None or shortest >= 2:
+            if shortest is None:  # every entry without a group
+                nulls = pa.nulls(len(raw_groups), pa.string())
+                return nulls, nulls
+            return pc.list_element(pairs, 0), pc.list_element(pairs, 1)
+    group_codes: dict[Any, int] = {}
+    codes = [
+        group_codes.setdefault(g if type(g) is not list else tuple(g), len(group_codes)) for g in raw_groups
+    ]
+    names: list[str | None] = []
+    descs: list[str | None] = []
+    for group in group_codes:
+        if isinstance(group, tuple) and len(group) >= 2:
+            names.append(_to_str(group[0]))
+            descs.append(_to_str(group[1]))
+        elif isinstance(group, str):
+            names.append(group)
+            descs.append(None)
+        else:
+            names.append(None)
+            descs.append(None)
+    index = pa.array(codes, type=pa.int32())
+    return pa.array(names, type=pa.string()).take(index), pa.array(descs, type=pa.string()).take(index)
 
 
 def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Table, int]:

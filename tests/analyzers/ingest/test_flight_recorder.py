@@ -195,6 +195,36 @@ def test_every_entry_field_optional(tmp_path: Path) -> None:
     assert [p for p in result.summary.problems if not p.problem.startswith("info")] == []
 
 
+@pytest.mark.parametrize("fmt", ["pickle", "json"])
+def test_process_group_in_every_shape(tmp_path: Path, fmt: str) -> None:
+    # (name, desc) as torch writes it, a bare name, a one-element group, none, a numeric name.
+    groups = [("3", "tensor_parallel"), "legacy", ("7",), None, (5, "data_parallel")]
+    entries = [{"record_id": i, "process_group": g} for i, g in enumerate(groups)]
+    dump = {"version": "2.10", "entries": entries}
+    files = (
+        {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)}
+        if fmt == "pickle"
+        else {"comm_lib_trace_rank_0.json": json.dumps(dump)}
+    )
+    table = ingest_serial(write_incident(tmp_path / "inc", files)).tables.df("fr_entries").sort("record_id")
+    assert table["pg_name"].to_list() == ["3", "legacy", None, None, "5"]
+    assert table["pg_desc"].to_list() == ["tensor_parallel", None, None, None, "data_parallel"]
+    # Only well-formed pairs: the fast path gives the same columns.
+    pairs = [
+        {"record_id": i, "process_group": g} for i, g in enumerate([("3", "tp"), None, ("0", "default_pg")])
+    ]
+    files = {"comm_lib_trace_rank_0": pickle.dumps({"version": "2.10", "entries": pairs}, protocol=2)}
+    table = ingest_serial(write_incident(tmp_path / "pairs", files)).tables.df("fr_entries").sort("record_id")
+    assert table["pg_name"].to_list() == ["3", None, "0"]
+    assert table["pg_desc"].to_list() == ["tp", None, "default_pg"]
+    # A bare name beside pairs is a name, not a sequence of characters.
+    mixed = [{"record_id": i, "process_group": g} for i, g in enumerate([("3", "tp"), "legacy"])]
+    files = {"comm_lib_trace_rank_0": pickle.dumps({"version": "2.10", "entries": mixed}, protocol=2)}
+    table = ingest_serial(write_incident(tmp_path / "mixed", files)).tables.df("fr_entries").sort("record_id")
+    assert table["pg_name"].to_list() == ["3", "legacy"]
+    assert table["pg_desc"].to_list() == ["tp", None]
+
+
 def test_wrong_types_are_counted_not_fatal(tmp_path: Path) -> None:
     job = Job(world=1)
     job.collective("all_reduce")
