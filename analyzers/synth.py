@@ -51,6 +51,9 @@ class SynthSpec:
     kernel_lines: int = 2000
     dcgm_scrapes: int = 4
     seed: int = 7
+    # Point-to-point send/recv pairs in the tensor-parallel groups (PyTorch's own analyzer
+    # gives up on a group whose p2p entries it cannot pair, so its benchmark runs without).
+    p2p: bool = True
 
 
 def _pci(local: int) -> str:
@@ -120,8 +123,10 @@ def rank_entries(spec: SynthSpec, rank: int) -> dict[str, Any]:
                 "profiling_name": f"nccl:{op}{peer}",
                 "time_created_ns": created,
                 "duration_ms": duration,
-                "input_sizes": sizes_in,
-                "output_sizes": sizes_out,
+                # Fresh lists per entry and shared frame dicts, as torch's pickles have them
+                # (its memo shares the frame dicts, never an entry's lists).
+                "input_sizes": [list(shape) for shape in sizes_in],
+                "output_sizes": [list(shape) for shape in sizes_out],
                 "input_dtypes": ["BFloat16"] * len(sizes_in),
                 "output_dtypes": ["BFloat16"] * len(sizes_out),
                 "state": "completed",
@@ -132,7 +137,7 @@ def rank_entries(spec: SynthSpec, rank: int) -> dict[str, Any]:
                 "is_p2p": p2p,
                 "thread_name": "pt_main_thread",
                 "thread_id": str(140_000_000 + rank),
-                "frames": frames["coalesced" if op == "coalesced" else op.split(" ")[0]],
+                "frames": list(frames["coalesced" if op == "coalesced" else op.split(" ")[0]]),
             }
         )
         record_id += 1
@@ -154,7 +159,7 @@ def rank_entries(spec: SynthSpec, rank: int) -> dict[str, Any]:
         add("dp", "_all_gather_base", shard, [[1024 * 1024 * dp_size]])
         if step % 5 == 0:
             add("default", "all_reduce", [[1]], [[1]])
-        if step % 10 == 0 and tp > 1:
+        if spec.p2p and step % 10 == 0 and tp > 1:
             local = members["tp"].index(rank)
             nxt, prv = (local + 1) % tp, (local - 1) % tp
             counters["tp"]["p2p"] += 1

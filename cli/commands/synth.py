@@ -50,6 +50,12 @@ from ..app import error_console
     "--dcgm-scrapes", type=click.IntRange(min=0), default=4, show_default=True, help="DCGM scrapes per host."
 )
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed (same seed, same files).")
+@click.option(
+    "--p2p/--no-p2p",
+    default=True,
+    show_default=True,
+    help="Point-to-point send/recv entries in the tensor-parallel groups.",
+)
 def synth_command(
     out: str,
     ranks: int,
@@ -61,6 +67,7 @@ def synth_command(
     kernel_lines: int,
     dcgm_scrapes: int,
     seed: int,
+    p2p: bool,
 ) -> None:
     """Write a synthetic incident (FR dumps, kernel logs, DCGM scrapes, manifest) to OUT.
 
@@ -75,7 +82,7 @@ def synth_command(
         raise UsageError(f"--ranks {ranks} is not a multiple of --hosts {hosts}")
     if culprit >= ranks:
         raise UsageError(f"--culprit {culprit} is not a rank below {ranks}")
-    spec = SynthSpec(ranks, hosts, entries, fmt, fault, culprit, kernel_lines, dcgm_scrapes, seed)
+    spec = SynthSpec(ranks, hosts, entries, fmt, fault, culprit, kernel_lines, dcgm_scrapes, seed, p2p)
     counts = write_incident(spec, Path(out))
     error_console().print(
         f"wrote {counts['fr_files']} dumps ({counts['fr_entries']} entries), {counts['kernel_lines']} kernel lines, "
