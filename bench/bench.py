@@ -69,15 +69,44 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _memory_limit() -> int:
+    """Bytes a measured process tree may use before it is stopped (85 % of this machine's RAM)."""
+    try:
+        import psutil
+    except ImportError:
+        return 1 << 62
+    return int(psutil.virtual_memory().total * 0.85)
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        import psutil
+
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+    except Exception:  # best effort: the parent is killed below anyway
+        pass
+    proc.kill()
+
+
 def measure(name: str, command: Sequence[str], entries: int = 0, timeout: float = 3600) -> Run:
-    """Run ``command``, polling the RSS of its process tree every 20 ms."""
+    """Run ``command``, polling the RSS of its process tree every 20 ms.
+
+    A tree that outgrows the memory limit (or the timeout) is stopped rather than left to push
+    the machine into swapping or the OOM killer; its return code is then -9.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
+    limit = _memory_limit()
     while proc.poll() is None:
         peak = max(peak, _tree_rss(proc.pid))
-        if time.perf_counter() - started > timeout:
-            proc.kill()
+        if peak > limit or time.perf_counter() - started > timeout:
+            why = "memory limit" if peak > limit else "timeout"
+            print(f"  ! {name}: stopped at {peak / 2**30:.1f} GB RSS ({why})", file=sys.stderr)
+            _kill_tree(proc)
+            proc.wait()
+            break
         time.sleep(0.02)
     wall = time.perf_counter() - started
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -108,18 +137,31 @@ def _gen_one(args: tuple[int, dict, str]) -> int:
     return len(dump["entries"])
 
 
-def incident(ranks: int, entries: int, fmt: str, fault: str = "missing-rank") -> tuple[Path, int]:
-    """Generate (or reuse) a synthetic FR incident; rank dumps are written in parallel."""
+def incident(
+    ranks: int, entries: int, fmt: str, fault: str = "missing-rank", p2p: bool = False
+) -> tuple[Path, int]:
+    """Generate (or reuse) a synthetic FR incident; rank dumps are written in parallel.
+
+    Without p2p entries by default: torchfrtrace stops at the first group whose sends and
+    receives it cannot pair, so only p2p-free dumps give it a full analysis to be timed.
+    """
     from tracecore.analyzers.synth import SynthSpec, write_manifest
 
     hosts = max(1, ranks // 8)
-    path = OUT / f"fr_{ranks}x{entries}_{fmt}_{fault}"
+    path = OUT / f"fr_{ranks}x{entries}_{fmt}_{fault}{'' if p2p else '_nop2p'}"
     marker = path / ".complete"
     if marker.is_file():
         return path, int(marker.read_text())
     shutil.rmtree(path, ignore_errors=True)
     spec = SynthSpec(
-        ranks=ranks, hosts=hosts, entries=entries, fmt=fmt, fault=fault, kernel_lines=0, dcgm_scrapes=0
+        ranks=ranks,
+        hosts=hosts,
+        entries=entries,
+        fmt=fmt,
+        fault=fault,
+        kernel_lines=0,
+        dcgm_scrapes=0,
+        p2p=p2p,
     )
     write_manifest(spec, path)
     fields = asdict(spec)
@@ -308,28 +350,43 @@ def main() -> int:
     }
 
     # 2. Growth with ranks.
-    growth = []
+    growth: list[Run] = []
     for scale in scales:
-        path, entries = incident(scale, args.entries, "pickle")
-        run = analyze(f"{scale} ranks", path, entries)
+        if growth and growth[-1].returncode == -9:
+            break  # the previous scale outgrew the machine: larger ones cannot fit
+        if scale == ranks:
+            run = pickle_run  # the head-to-head run above, not repeated
+        else:
+            path, entries = incident(scale, args.entries, "pickle")
+            run = analyze(f"{scale} ranks", path, entries)
         growth.append(run)
         print(f"  growth {scale}: {run.wall_s:.1f} s, {run.peak_rss_mb:.0f} MB", flush=True)
     base = growth[0]
+    growth_rows: list[list[object]] = []
+    for s, r in zip(scales, growth, strict=False):
+        if r.returncode == -9:
+            growth_rows.append(
+                [s, f"{r.entries:,}", f"stopped at {r.wall_s:.0f}", f"> {r.peak_rss_mb:.0f}", "-", "-"]
+            )
+            continue
+        growth_rows.append(
+            [
+                s,
+                f"{r.entries:,}",
+                f"{r.wall_s:.1f}",
+                f"{r.peak_rss_mb:.0f}",
+                f"{r.wall_s / s * 1024:.2f}",
+                f"{(r.wall_s / base.wall_s) / (s / scales[0]):.2f}",
+            ]
+        )
+    growth_rows += [
+        [s, "-", "not run (a smaller scale outgrew memory)", "-", "-", "-"] for s in scales[len(growth) :]
+    ]
     print(
         table(
-            "Growth (pickle, 2,000 entries per rank)",
+            f"Growth (pickle, {args.entries:,} entries per rank; memory limit {_memory_limit() / 2**30:.0f} GB)",
             ["ranks", "entries", "wall s", "peak RSS MB", "s per 1k ranks", "vs linear"],
-            [
-                [
-                    s,
-                    f"{r.entries:,}",
-                    f"{r.wall_s:.1f}",
-                    f"{r.peak_rss_mb:.0f}",
-                    f"{r.wall_s / s * 1024:.2f}",
-                    f"{(r.wall_s / base.wall_s) / (s / scales[0]):.2f}",
-                ]
-                for s, r in zip(scales, growth, strict=True)
-            ],
+            growth_rows,
         )
     )
     report["growth"] = [asdict(r) for r in growth]
