@@ -260,6 +260,11 @@ def gpu_rows(
         frame = tables.df("gpu_metrics", [*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS, "field"])
         wanted = _WHOLE_GPU & pl.col("field").is_in(canonical_fields(fields))
         order = _reading_order(frame, _rows_where(frame, wanted))
+    if order.len() == 0:  # no conversion of columns nobody will read
+        table = tables["gpu_metrics"]
+        empty = pl.from_arrow(table.select(columns or table.column_names).slice(0, 0))
+        assert isinstance(empty, pl.DataFrame)
+        return empty
     return tables.df("gpu_metrics", columns)[order]
 
 

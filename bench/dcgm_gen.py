@@ -79,7 +79,7 @@ def main() -> int:
     from tracecore.analyzers.tables import Tables, concat, conform
 
     dcgm = DcgmParser()
-    parts = []
+    parts: dict[str, list[pa.Table]] = {name: [] for name in dcgm.tables}
     total = Clock("parse (all files, one process)")
     with total:
         gc.disable()
@@ -93,12 +93,14 @@ def main() -> int:
                 mtime_ns=None,
             )
             out = dcgm.parse(ctx)
-            parts.append(conform("gpu_metrics", out.tables["gpu_metrics"]))
+            for name, part in out.tables.items():
+                parts[name].append(conform(name, part))
         gc.enable()
-    with Clock("concat + to Polars"):
-        table = concat("gpu_metrics", parts)
-        tables = Tables({"gpu_metrics": table})
+    with Clock("concat + finalize + to Polars"):
+        joined = {name: concat(name, tables) for name, tables in parts.items()}
+        tables = Tables(dcgm.finalize(joined, Manifest()).tables)
         tables.df("gpu_metrics")
+        table = tables["gpu_metrics"]
     assert table.num_rows == samples, table.num_rows
     with Clock("identity"):
         tables = tables.with_table("identity", build_identity(tables, Manifest())[0])
@@ -106,7 +108,11 @@ def main() -> int:
         if "gpu_metrics" in detector.tables or detector.id in DCGM_READERS:
             with Clock(f"detect {detector.id}"):
                 detector.detect(tables)
-    print(f"  rows {table.num_rows:,}  arrow {table.nbytes / 1e6:.0f} MB  {pa.__version__=}")
+    labels = tables["gpu_labels"]
+    print(
+        f"  rows {table.num_rows:,}  arrow {table.nbytes / 1e6:.0f} MB  "
+        f"gpu_labels {labels.num_rows:,} rows  {pa.__version__=}"
+    )
 
     if args.analyze:
         command = [

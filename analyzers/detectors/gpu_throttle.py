@@ -207,7 +207,7 @@ def _violations(tables: Tables, finding: Any) -> None:
 
 
 def _event_counts(tables: Tables, finding: Any) -> None:
-    rows = gpu_rows(tables, [EVENTS_COUNT_FIELD])
+    rows = gpu_rows(tables, [EVENTS_COUNT_FIELD], [*SIGNAL_COLUMNS, "labels_id"])
     if rows.height == 0:
         return
     rows = with_label(tables, rows, "event", ("clock_event",))
