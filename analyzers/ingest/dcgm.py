@@ -979,12 +979,12 @@ def _parse_json(ctx: FileContext, out: ParseOutput, data: bytes, *, fast: bool =
             )
         )
         return None
-    data = document.get("data") if isinstance(document, dict) else None
-    if not isinstance(data, dict):
+    payload = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(payload, dict):
         out.problems.append(Problem(ctx.rel, None, "JSON without a Prometheus 'data' object; no readings"))
         return None
-    result_type = data.get("resultType")
-    result = data.get("result")
+    result_type = payload.get("resultType")
+    result = payload.get("result")
     if result_type in ("scalar", "string"):
         out.reject(R_NOT_SERIES)
         out.problems.append(
