@@ -957,12 +957,12 @@ def _parse_json(ctx: FileContext, out: ParseOutput, data: bytes, *, fast: bool =
     """Prometheus query JSON; large compact matrices by the CSV or Polars paths unless ``fast`` is off."""
     text = ""
     if fast and len(data) > 1_000_000:
-        fast = _parse_matrix_csv(ctx, data, out)
-        if fast is False:
+        quick = _parse_matrix_csv(ctx, data, out)
+        if quick is False:
             text = data.decode("utf-8", errors="replace")
-            fast = _parse_json_fast(ctx, data, text, out)
-        if fast is not False:
-            return fast if isinstance(fast, dict) else None
+            quick = _parse_json_fast(ctx, data, text, out)
+        if quick is not False:
+            return quick if isinstance(quick, dict) else None
     text = text or data.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)
