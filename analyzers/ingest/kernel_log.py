@@ -1269,17 +1269,24 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
     file_host = content_hosts.mode().sort()[0] if content_hosts.len() else ctx.host_hint
     if file_host != ctx.host_hint:
         clock = _file_clock(ctx, head_text, file_host)
-    env = env.with_columns(
-        pl.when(pl.col("host").is_null() | pl.col("host").is_in(["localhost", "-", "(none)"]))
-        .then(pl.lit(file_host, dtype=pl.String))
-        .otherwise(pl.col("host"))
-        .alias("host")
-    )
+    if env["host"].null_count() == env.height:  # no envelope names a host: one value for all
+        host = pl.lit(file_host, dtype=pl.String)
+    else:
+        host = (
+            pl.when(pl.col("host").is_null() | pl.col("host").is_in(["localhost", "-", "(none)"]))
+            .then(pl.lit(file_host, dtype=pl.String))
+            .otherwise(pl.col("host"))
+        )
+    env = env.with_columns(host.alias("host"))
     env = _anchor_uptime(env, clock, ctx.rel)
     msg = env["msg"]
     if msg.null_count():
         msg = msg.fill_null("")
-    env = env.with_columns(msg.str.strip_chars_end())
+    # Stripping copies every message; most logs have no trailing blanks, and a test is cheaper.
+    if msg.str.contains(r"\s\z").any():
+        env = env.with_columns(msg.str.strip_chars_end())
+    elif msg is not env["msg"]:
+        env = env.with_columns(msg)
 
     interesting = env["msg"].str.contains(RE_INTERESTING)
     # Classified rows come first, then the other lines, each part in line order. A message is
@@ -1492,11 +1499,12 @@ def _floods(keys: pl.Series, ts: pl.Series) -> _Floods | None:
     # Written into place at the first occurrences (a null first/last means the group has no
     # time at all, so the row's own null stays); the caller then keeps the first occurrences.
     pos = groups["_pos"]
+    timed = ts.null_count() < ts.len()  # without any time, first and last stay null
     return _Floods(
         keep=(~dup).scatter(pos, True),
         count=pl.repeat(1, keys.len(), dtype=pl.Int64, eager=True).scatter(pos, groups["_n"]),
-        first_ts=ts.clone().scatter(pos, groups["_first"]),
-        last_ts=ts.clone().scatter(pos, groups["_last"]),
+        first_ts=ts.clone().scatter(pos, groups["_first"]) if timed else ts,
+        last_ts=ts.clone().scatter(pos, groups["_last"]) if timed else ts,
     )
 
 
@@ -1517,43 +1525,44 @@ def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Tab
 
     Most lines of a log end up here. Their columns go from the envelope frame straight to Arrow
     with one filter (other lines and first occurrences together); the columns these lines never
-    fill are built as constants instead of going through the classification frame.
+    fill, and those that are one value for the whole file, are built as constants.
     """
-    keys, ts = _message_keys(env), env["ts_ns"]
-    every = bool(mask.all())
-    if not every:
-        keys, ts = keys.filter(mask), ts.filter(mask)
-    floods = _floods(keys, ts)
+    # Floods are looked for over every row: a message is interesting or not, so the groups of the
+    # other lines are the same with or without the interesting rows (no filter of every key).
+    floods = _floods(_message_keys(env), env["ts_ns"])
+    keep = mask if floods is None else mask & floods.keep
+    host, level, assumption = env["host"], env["level"], env["ts_assumption"]
+    one_host = env.height > 0 and host.null_count() == 0 and bool((host == host[0]).all())
+    columns: list[str | pl.Expr | pl.Series] = ["idx", "msg", "ts_text", "uptime_s"]
+    columns += [] if one_host else ["host"]
+    columns += [] if level.null_count() == env.height else ["level"]
+    columns += [] if assumption.null_count() == env.height else ["ts_assumption"]
     if floods is None:
-        count = pl.repeat(1, keys.len(), dtype=pl.Int64, eager=True)
-        first_ts = last_ts = ts
+        columns += [pl.lit(1, dtype=pl.Int64).alias("count"), "ts_ns", pl.col("ts_ns").alias("last_ts_ns")]
     else:
-        # The part's first occurrences, as a mask over all rows of ``env``.
-        positions = mask.arg_true() if not every else pl.int_range(0, env.height, eager=True)
-        mask = mask.clone().scatter(positions.filter(~floods.keep), False)  # scatter writes in place
-        every = False
-        count = floods.count.filter(floods.keep)
-        first_ts = floods.first_ts.filter(floods.keep)
-        last_ts = floods.last_ts.filter(floods.keep)
-    rows = env if every else env.filter(mask)
+        counts = floods.count.alias("count")
+        columns += [counts, floods.first_ts.alias("ts_ns"), floods.last_ts.alias("last_ts_ns")]
+    rows = env.select(columns)
+    if not keep.all():
+        rows = rows.filter(keep)
     n = rows.height
-    level = rows["level"]
-    if level.null_count() == n:  # no envelope gave a level: every line is "info"
-        severity: pa.Array = pa.repeat(pa.scalar("info", pa.string()), n)
-    else:
+
+    def strings_or(name: str, value: str | None) -> pa.Array:
+        if name in rows.columns:
+            return _strings(rows[name])
+        return pa.repeat(pa.scalar(value, pa.string()), n)
+
+    if "level" in rows.columns:
         severity = _strings(rows.select(_level_severity()).to_series())
-    host = rows["host"]
-    if n and host.null_count() == 0 and bool((host == host[0]).all()):
-        host_array: pa.Array = pa.repeat(pa.scalar(host[0], pa.string()), n)
-    else:
-        host_array = _strings(host)
+    else:  # no envelope gave a level: every line is "info"
+        severity = pa.repeat(pa.scalar("info", pa.string()), n)
     arrays: dict[str, pa.Array] = {
         "source_line": rows["idx"].to_arrow(),
-        "host": host_array,
-        "ts_ns": first_ts.to_arrow(),
+        "host": strings_or("host", host[0] if one_host else None),
+        "ts_ns": rows["ts_ns"].to_arrow(),
         "ts_text": _strings(rows["ts_text"]),
         "uptime_s": rows["uptime_s"].to_arrow(),
-        "ts_assumption": _strings(rows["ts_assumption"]),
+        "ts_assumption": strings_or("ts_assumption", None),
         "kind": pa.repeat(pa.scalar("other", pa.string()), n),
         "xid": pa.nulls(n, pa.int32()),
         "severity": severity,
@@ -1563,8 +1572,8 @@ def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Tab
         "comm": pa.nulls(n, pa.string()),
         "message": _strings(rows["msg"]),
         "trace": pa.nulls(n, pa.list_(pa.string())),
-        "count": count.to_arrow(),
-        "last_ts_ns": last_ts.to_arrow(),
+        "count": rows["count"].to_arrow(),
+        "last_ts_ns": rows["last_ts_ns"].to_arrow(),
         "attrs": _attrs_array(None, n),
     }
     return _arrow_table(arrays, ctx, n)
