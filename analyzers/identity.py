@@ -125,13 +125,18 @@ def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Ta
     """Rows without a rank get the one the manifest's pid map gives them."""
     if not any(r.pid is not None for r in manifest.ranks):
         return table
-    frame = pl.from_arrow(table)
+    if table.column("rank").null_count == 0:
+        return table
+    # Only the three columns involved cross into Polars; the rank column is set back in place
+    # (kernel logs can hold millions of rows of text that need not move).
+    frame = pl.from_arrow(table.select(["host", "pid", "rank"]), rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     merged = _with_manifest_rank(frame, manifest)
     if merged is None:
         return table
-    merged = merged.with_columns(pl.coalesce("rank", "_rank").alias("rank")).drop("_rank")
-    return conform(name, merged.to_arrow())
+    ranks = merged.select(pl.coalesce("rank", "_rank").alias("rank"))["rank"].to_arrow()
+    index = table.schema.get_field_index("rank")
+    return table.set_column(index, table.schema.field(index), ranks.cast(table.schema.field(index).type))
 
 
 def build_identity(tables: Tables, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
