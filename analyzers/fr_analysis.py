@@ -151,6 +151,7 @@ _NOT_IN_VIEW = frozenset(
 )
 
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
+_SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
 
 
 def _call_aggregations(single: bool) -> list[pl.Expr]:
@@ -188,14 +189,10 @@ def _call_aggregations(single: bool) -> list[pl.Expr]:
         folded(pl.col("duration_ms"), "max").alias("duration_ms"),
         folded(pl.col("timeout_ms"), "max").alias("timeout_ms"),
         folded(pl.col("record_id"), "first").alias("record_id"),
-        folded(pl.col("input_sizes"), "first").alias("input_sizes"),
-        folded(pl.col("output_sizes"), "first").alias("output_sizes"),
         (pl.col("input_numel").fill_null(0) if single else pl.col("input_numel").sum()).alias("input_numel"),
         (pl.col("output_numel").fill_null(0) if single else pl.col("output_numel").sum()).alias(
             "output_numel"
         ),
-        folded(pl.col("input_dtypes"), "first").alias("input_dtypes"),
-        folded(pl.col("output_dtypes"), "first").alias("output_dtypes"),
         (pl.col("call_stack_id") if single else pl.col("call_stack_id").drop_nulls().first()).alias(
             "call_stack_id"
         ),
@@ -305,10 +302,17 @@ def _build(tables: Tables) -> FrView:
         )
         if c in entries.columns
     ]
+    sizes = dict(zip(size_map["group_key"].to_list(), size_map["_size"].to_list(), strict=True))
+    exact = dict(zip(size_map["group_key"].to_list(), size_map["_exact"].to_list(), strict=True))
+    # Signatures are hashed on every entry first, then the nested size and dtype lists are dropped
+    # before the filter and the folding, so they are never copied (detectors that report them
+    # read them from the entries: ``shape_details``).
     coll = (
         entries.select(work_columns)
-        .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
-        .join(size_map, on="group_key", how="left")
+        .with_columns(
+            pl.col("group_key").replace_strict(sizes, default=None, return_dtype=pl.Int64).alias("_size"),
+            pl.col("group_key").replace_strict(exact, default=None, return_dtype=pl.Boolean).alias("_exact"),
+        )
         .with_columns(
             _done_expr().alias("done"),
             _sizes_hash("input_sizes", a2a | op.is_in(list(SCATTER_OPS))).alias("_in_h"),
@@ -343,8 +347,10 @@ def _build(tables: Tables) -> FrView:
             .alias("_syntax_bad"),
         )
     )
-    coll = coll.with_columns(
-        pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"),
+    coll = (
+        coll.with_columns(pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"))
+        .drop(*_SHAPE_COLUMNS, strict=False)
+        .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
     )
     wrapped = (
         entries.select("rank", "record_id")
@@ -403,6 +409,19 @@ def _build(tables: Tables) -> FrView:
             if stack_id is not None:
                 stacks[int(stack_id)] = frames or []
     return FrView(entries, calls, progress, groups, dumped, hosts, ref_ts, has_timing, has_frames, stacks)
+
+
+def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
+    """``calls`` with the tensor sizes and dtypes of each call's first entry (from the entries).
+
+    The calls frame carries only their hashes; detectors that report the values themselves
+    fetch them for the few calls they report.
+    """
+    present = [c for c in _SHAPE_COLUMNS if c in view.entries.columns]
+    keys = [*_CALL_KEYS, "record_id"]
+    wanted = calls.select(keys).unique()
+    shapes = view.entries.select(*keys, *present).join(wanted, on=keys, how="semi").unique(subset=keys)
+    return calls.join(shapes, on=keys, how="left", nulls_equal=True, maintain_order="left")
 
 
 def as_int(value: Any) -> int | None:

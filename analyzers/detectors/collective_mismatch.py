@@ -18,6 +18,7 @@ from ..fr_analysis import (
     fr_view,
     frames_text,
     majority,
+    shape_details,
 )
 from ..report import Affected, Culprit, Severity, Verdict, ranks_text
 from ..tables import Tables
@@ -122,8 +123,11 @@ def _shape_findings(view: FrView) -> list[Finding]:
     ).sort("group_key", "collective_seq_id")
     if flagged.height == 0:
         return []
-    rows = view.calls.join(
-        flagged.select("group_key", "collective_seq_id"), on=["group_key", "collective_seq_id"]
+    rows = shape_details(
+        view,
+        view.calls.join(
+            flagged.select("group_key", "collective_seq_id"), on=["group_key", "collective_seq_id"]
+        ),
     )
     by_seq: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows.iter_rows(named=True):
