@@ -288,13 +288,29 @@ def gpu_rows_file_order(
     return gpu_rows(tables, fields, columns)
 
 
+# One integer per row for its GPU (``GPU_KEY``), per gpu_metrics table: several signals group by it.
+_GPU_KEY_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.Series]] = {}
+
+
+def _gpu_key(tables: Tables) -> pl.Series:
+    """``composite_key`` of ``GPU_KEY`` for every row of ``gpu_metrics`` (cached per table)."""
+    table = tables["gpu_metrics"]
+    cached = _GPU_KEY_CACHE.get(id(table))
+    if cached is not None and cached[0]() is table:
+        return cached[1]
+    key = composite_key(tables.df("gpu_metrics", GPU_KEY), GPU_KEY).alias("_gpu")
+    _GPU_KEY_CACHE.clear()  # one incident at a time
+    _GPU_KEY_CACHE[id(table)] = (weakref.ref(table), key)
+    return key
+
+
 def gpus(tables: Tables) -> pl.DataFrame:
     """Every whole GPU (``GPU_KEY`` columns) that has a reading, one row each, in no set order."""
     if not tables.has("gpu_metrics"):
         return tables.df("gpu_metrics").clear().select(GPU_KEY)
     columns = list(dict.fromkeys([*GPU_KEY, *_WHOLE_GPU_COLUMNS]))
-    rows = tables.df("gpu_metrics", columns).lazy().filter(_WHOLE_GPU).select(GPU_KEY).collect()
-    return rows.group_by(composite_key(rows, GPU_KEY).alias("_gpu")).agg(pl.all().first()).drop("_gpu")
+    rows = tables.df("gpu_metrics", columns).with_columns(_gpu_key(tables)).filter(_WHOLE_GPU)
+    return rows.group_by("_gpu").agg(*[pl.col(k).first() for k in GPU_KEY]).drop("_gpu")
 
 
 def counter_deltas(tables: Tables, fields: list[str]) -> pl.DataFrame:
@@ -364,10 +380,16 @@ _VANISHED_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.DataFrame]] = {}
 def _vanished(tables: Tables) -> pl.DataFrame:
     frame = tables.df("gpu_metrics", list(dict.fromkeys([*GPU_KEY, *_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS])))
     timed = _WHOLE_GPU & pl.col("ts_ns").is_not_null() & pl.col("host").is_not_null()
-    rows = frame.lazy().with_row_index("_row").filter(timed).select("_row", *GPU_KEY, "ts_ns").collect()
+    rows = (
+        frame.lazy()
+        .with_columns(_gpu_key(tables))
+        .with_row_index("_row")
+        .filter(timed)
+        .select("_row", "_gpu", *GPU_KEY, "ts_ns")
+        .collect()
+    )
     if rows.height == 0:
         return pl.DataFrame(schema=VANISHED_SCHEMA)
-    rows = rows.with_columns(composite_key(rows, GPU_KEY).alias("_gpu"))
     # The last reading of a GPU (in reading order) is among its readings at its latest time:
     # only those few rows are put in order, not all of them.
     latest = pl.col("ts_ns") == pl.col("ts_ns").max()
