@@ -308,3 +308,35 @@ def test_gpu_rows_order_matches_a_full_sort_in_and_out_of_file_order() -> None:
         narrow = dcgm_signals.gpu_rows(tables, ["DCGM_FI_DEV_GPU_TEMP"], ["gpu_index", "value"])
         assert narrow.columns == ["gpu_index", "value"]
         assert narrow.get_column("value").to_list() == [4.0, 2.0, 3.0, 1.0, 5.0]
+        by_file = dcgm_signals.gpu_rows_file_order(tables, ["DCGM_FI_DEV_GPU_TEMP"], ["ts_ns", "value"])
+        # Same rows; among equal times the reading order (file, scrape, line).
+        expected_pairs = sorted(
+            zip(expected["ts_ns"].to_list(), expected["value"].to_list(), strict=True), key=str
+        )
+        assert sorted(by_file.rows(), key=str) == expected_pairs
+        tens = by_file.filter(pl.col("ts_ns") == 10).get_column("value").to_list()
+        assert tens == [2.0, 3.0]
+
+
+def test_composite_key_is_equal_exactly_where_the_columns_are() -> None:
+    # Categorical, integer and null values; narrow ranges are packed, wide ones (ns times) made
+    # dense, and other types fall back to group numbers: every way, equal keys = equal rows.
+    frame = pl.DataFrame(
+        {
+            "host": pl.Series(["a", "b", None, "a", "b", "a", None], dtype=pl.Categorical),
+            "gpu": pl.Series([0, 1, 0, None, 1, 0, None], dtype=pl.Int32),
+            "ts": [1_795_758_000_000_000_000, 5, 5, -(2**62), 5, 1_795_758_000_000_000_000, -(2**62)],
+            "name": ["x", "y", "x", None, "y", "x", None],
+        }
+    )
+    for columns in (["host", "gpu"], ["host", "gpu", "ts"], ["gpu", "name"], ["ts"]):
+        key = dcgm_signals.composite_key(frame, columns)
+        assert key.dtype == pl.Int64 and key.len() == frame.height
+        rows = frame.select(columns).rows()
+        for i in range(frame.height):
+            for j in range(frame.height):
+                assert (key[i] == key[j]) == (rows[i] == rows[j]), (columns, i, j)
+    # Packed keys rise with the first column, then the next (nulls first).
+    packed = dcgm_signals.composite_key(frame, ["gpu", "host"]).to_list()
+    order = sorted(range(frame.height), key=lambda i: packed[i])
+    assert [frame["gpu"][i] for i in order] == [None, None, 0, 0, 0, 1, 1]
