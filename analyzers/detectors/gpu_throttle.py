@@ -264,7 +264,7 @@ def _low_clocks(tables: Tables, finding: Any) -> None:
         .sort("_at")
     )
     at = busy.get_column("_host_at")
-    busy = busy.with_columns(_aligned(per_tick, at, "median"), _aligned(per_tick, at, "gpus"))
+    busy = busy.with_columns(_aligned(per_tick, at, "median", "gpus"))
     busy = busy.with_columns(
         ((pl.col(SM_CLOCK_FIELD) <= (1 - CLOCK_GAP) * pl.col("median")) & (pl.col("gpus") >= 2)).alias("low")
     )
@@ -351,8 +351,8 @@ def _clock_table(readings: pl.DataFrame) -> pl.DataFrame:
     columns = []
     for number, name in ((1, UTIL_FIELD), (2, REASONS_FIELD)):
         first, last = _first_and_last(keyed.filter(pl.col("_field") == number))
-        columns.append(_aligned(last.select("_at", pl.col("value").alias(name)), at, name))
-        firsts.append(_aligned(first.select("_at", "_pos"), at, "_pos"))
+        columns.extend(_aligned(last.select("_at", pl.col("value").alias(name)), at, name))
+        firsts.extend(_aligned(first.select("_at", "_pos"), at, "_pos"))
     first_pos = pl.select(pl.min_horizontal([pl.lit(f) for f in firsts]).alias("_first_pos")).to_series()
     # Times of a GPU's ticks are either all times or all scrape numbers (a GPU's tick with
     # ``ts_ns`` is a time); unknown times come first in reading order.
@@ -373,17 +373,21 @@ def _first_and_last(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return first, last
 
 
-def _aligned(side: pl.DataFrame, at: pl.Series, column: str) -> pl.Series:
-    """``side[column]`` at each key of ``at`` (null where absent); ``side._at`` is sorted and unique."""
+def _aligned(side: pl.DataFrame, at: pl.Series, *columns: str) -> list[pl.Series]:
+    """``side``'s ``columns`` at each key of ``at`` (null where absent); ``side._at`` is sorted and unique."""
     keys = side.get_column("_at")
-    if keys.len() == at.len() and (keys == at).all():  # every field read at every tick
-        return side.get_column(column)
+    if keys.len() == at.len() and (keys == at).all():  # e.g. every field read at every tick
+        return [side.get_column(c) for c in columns]
     if keys.len() == 0:
-        return pl.Series(column, [None] * at.len(), dtype=side.schema[column])
+        return [
+            pl.select(pl.repeat(None, at.len(), dtype=side.schema[c]).alias(c)).to_series() for c in columns
+        ]
     position = keys.search_sorted(at).clip(upper_bound=keys.len() - 1)
-    hit = keys.gather(position) == at
-    values = side.get_column(column).gather(position)
-    return pl.select(pl.when(pl.lit(hit)).then(pl.lit(values)).alias(column)).to_series()
+    hit = pl.lit(keys.gather(position) == at)
+    found = pl.select(
+        [pl.when(hit).then(pl.lit(side.get_column(c).gather(position))).alias(c) for c in columns]
+    )
+    return found.get_columns()
 
 
 # What a rising violation counter says, in the words of the actions below.
