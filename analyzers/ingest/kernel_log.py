@@ -503,7 +503,9 @@ def _finish(part: pl.DataFrame, **values: pl.Expr) -> pl.DataFrame:
             cols.append(pl.col(name).cast(dtype))
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
-    return part.select(cols)
+    # Lazy, so that common subexpressions are evaluated once: envelopes read the same tokens,
+    # stamp and parsed time into several columns (an eager select evaluates each use again).
+    return part.lazy().select(cols).collect()
 
 
 def _localize(naive: pl.Expr, clock: _FileClock) -> tuple[pl.Expr, str | None]:
@@ -704,7 +706,9 @@ def _env_part(
 
 def _env_bsd(part: pl.DataFrame, clock: _FileClock) -> pl.DataFrame:
     prefix = pl.col("prefix").str.replace(r"^<\d{1,3}>", "").str.replace_all(r" +", " ").str.strip_chars()
-    tokens = prefix.str.split(" ")
+    # Split once: every field below reads the tokens (an eager expression is evaluated per use).
+    part = part.with_columns(prefix.str.split(" ").alias("_tokens"))
+    tokens = pl.col("_tokens")
     n = tokens.list.len()
     month = tokens.list.get(0).str.strip_chars_end(".")
     day = tokens.list.get(1).str.zfill(2)
