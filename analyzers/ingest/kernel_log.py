@@ -1283,16 +1283,21 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
         )
     env = env.with_columns(host.alias("host"))
     env = _anchor_uptime(env, clock, ctx.rel)
-    msg = env["msg"]
+    msg = original = env["msg"]
     if msg.null_count():
         msg = msg.fill_null("")
-    # Stripping copies every message; most logs have no trailing blanks, and a test is cheaper.
-    if msg.str.contains(r"\s\z").any():
-        env = env.with_columns(msg.str.strip_chars_end())
-    elif msg is not env["msg"]:
+    # One pass over the messages answers two questions: can the line matter (the prefilter), and
+    # does it end in whitespace. Messages are compared without trailing whitespace, but stripping
+    # copies every message and most logs have none; the few flagged lines tell which it was.
+    flagged = msg.str.contains(RE_INTERESTING + r"|\s\z")
+    if msg.filter(flagged).str.contains(r"\s\z").any():
+        msg = msg.str.strip_chars_end()
+        stripped_hits = msg.filter(flagged).str.contains(RE_INTERESTING)
+        interesting = flagged.clone().scatter(flagged.arg_true(), stripped_hits)  # scatter writes in place
+    else:
+        interesting = flagged
+    if msg is not original:
         env = env.with_columns(msg)
-
-    interesting = env["msg"].str.contains(RE_INTERESTING)
     # Classified rows come first, then the other lines, each part in line order. A message is
     # either interesting or not (the fallen-off-the-bus merge keeps its NVRM head), so floods
     # never span the two parts and each part is collapsed on its own.
