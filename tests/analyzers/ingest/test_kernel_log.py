@@ -444,3 +444,55 @@ OTHER_FORMS = [
 def test_other_forms_of_the_categories(line: str, kind: str, xid: int | None) -> None:
     frame, _ = _parse(f"[ 12.000000] {line}\n")
     assert (frame["kind"][0], frame["xid"][0]) == (kind, xid)
+
+
+def test_line_split_paths_agree() -> None:
+    """LF text is split by Arrow, CRLF/BOM text by the CSV reader: same rows either way."""
+    gen = _load_generator()
+    text = gen.generate(3000).decode()
+    lf, lf_out = _parse(text)
+    crlf, crlf_out = _parse(text.replace("\n", "\r\n"))
+    bom, _ = _parse("\ufeff" + text)
+    distinct = {line.split("] ", 1)[1] for line in text.splitlines()}  # floods collapse
+    assert lf.height == len(distinct) and lf_out.records == crlf_out.records == 3000
+    assert lf.equals(crlf) and lf.equals(bom)
+    blank, blank_out = _parse("\n[ 1.000000] a\n\n \n[ 2.000000] b\n\n")
+    assert blank_out.records == 2
+    assert blank["source_line"].to_list() == [2, 5]
+
+
+def test_fixed_and_varying_stamp_columns_cut_alike() -> None:
+    """Equal-width uptime stamps are cut at one column; a wider stamp switches to per-line cuts."""
+    lines = [f"[{100 + i * 1.5:12.6f}] usb 1-{i}: new device" for i in range(50)]
+    fixed, _ = _parse("\n".join(lines) + "\n")
+    varying, _ = _parse("\n".join([*lines, "[123456789.000000]  wide stamp"]) + "\n")
+    columns = ["source_line", "message", "ts_text", "uptime_s"]
+    assert fixed.select(columns).equals(varying.select(columns).head(50))
+    assert fixed["message"][0] == "usb 1-0: new device" and fixed["ts_text"][0] == "100.000000"
+    assert varying.row(50, named=True)["message"] == " wide stamp"
+
+
+def test_trailing_whitespace_is_stripped_before_matching() -> None:
+    """Messages compare without trailing whitespace: "RPC: " at the end no longer matters."""
+    frame, _ = _parse(
+        "[ 1.000000] svc x RPC:   \n"
+        "[ 2.000000] RPC: server y not responding\n"
+        "[ 3.000000] same text \t\n"
+        "[ 4.000000] same text\n"
+    )
+    rows = {r["message"]: r for r in frame.iter_rows(named=True)}
+    assert set(rows) == {"svc x RPC:", "RPC: server y not responding", "same text"}
+    assert rows["svc x RPC:"]["kind"] == "other"
+    assert rows["RPC: server y not responding"]["kind"] == "nfs"
+    assert rows["same text"]["count"] == 2
+
+
+@pytest.mark.parametrize("fmt", _load_generator().FORMATS)
+def test_generator_envelopes_parse_alike(fmt: str) -> None:
+    """Every envelope of the speed generator yields the same messages, one of them the Xid 79."""
+    gen = _load_generator()
+    frame, out = _parse(gen.generate(400, fmt=fmt), mtime_ns=int(gen.BOOT.timestamp() * 1e9))
+    raw, _ = _parse(gen.generate(400))
+    assert out.records == 400
+    assert frame.filter(pl.col("xid") == 79).height == 1
+    assert sorted(frame["message"].to_list()) == sorted(raw["message"].to_list())
