@@ -102,7 +102,7 @@ def _prejob_fb_used(tables: Tables, host: str | None, before_ns: int | None) -> 
     """Largest DCGM FB used (MiB) on ``host`` before the job's first logged time, when known."""
     if before_ns is None or not tables.has("gpu_metrics"):
         return None
-    metrics = tables.df("gpu_metrics").filter(
+    metrics = tables.df("gpu_metrics", ["field", "ts_ns", "host", "value"]).filter(
         pl.col("field").is_in(list(FB_FIELDS)) & pl.col("ts_ns").is_not_null() & (pl.col("ts_ns") < before_ns)
     )
     if host is not None:
