@@ -1540,26 +1540,30 @@ def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Tab
     # other lines are the same with or without the interesting rows (no filter of every key).
     floods = _floods(_message_keys(env), env["ts_ns"])
     keep = mask if floods is None else mask & floods.keep
-    host, level, assumption = env["host"], env["level"], env["ts_assumption"]
+    host = env["host"]
     one_host = env.height > 0 and host.null_count() == 0 and bool((host == host[0]).all())
-    columns: list[str | pl.Expr | pl.Series] = ["idx", "msg", "ts_text", "uptime_s"]
+    # Only columns that vary go through the filter; a column no line fills is a null constant.
+    columns: list[str | pl.Series] = ["idx", "msg", "ts_text"]
+    columns += [
+        name for name in ("uptime_s", "level", "ts_assumption") if env[name].null_count() < env.height
+    ]
     columns += [] if one_host else ["host"]
-    columns += [] if level.null_count() == env.height else ["level"]
-    columns += [] if assumption.null_count() == env.height else ["ts_assumption"]
-    if floods is None:
-        columns += [pl.lit(1, dtype=pl.Int64).alias("count"), "ts_ns", pl.col("ts_ns").alias("last_ts_ns")]
-    else:
-        counts = floods.count.alias("count")
-        columns += [counts, floods.first_ts.alias("ts_ns"), floods.last_ts.alias("last_ts_ns")]
+    if floods is not None:
+        columns.append(floods.count.alias("count"))
+    if env["ts_ns"].null_count() < env.height:
+        if floods is None:
+            columns += [env["ts_ns"], env["ts_ns"].alias("last_ts_ns")]
+        else:
+            columns += [floods.first_ts.alias("ts_ns"), floods.last_ts.alias("last_ts_ns")]
     rows = env.select(columns)
     if not keep.all():
         rows = rows.filter(keep)
     n = rows.height
 
-    def strings_or(name: str, value: str | None) -> pa.Array:
-        if name in rows.columns:
-            return _strings(rows[name])
-        return pa.repeat(pa.scalar(value, pa.string()), n)
+    def column(name: str, constant: Any, arrow_type: pa.DataType) -> pa.Array:
+        if name not in rows.columns:
+            return pa.repeat(pa.scalar(constant, arrow_type), n)
+        return _strings(rows[name]) if arrow_type == pa.string() else rows[name].to_arrow()
 
     if "level" in rows.columns:
         severity = _strings(rows.select(_level_severity()).to_series())
@@ -1567,11 +1571,11 @@ def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Tab
         severity = pa.repeat(pa.scalar("info", pa.string()), n)
     arrays: dict[str, pa.Array] = {
         "source_line": rows["idx"].to_arrow(),
-        "host": strings_or("host", host[0] if one_host else None),
-        "ts_ns": rows["ts_ns"].to_arrow(),
+        "host": column("host", host[0] if one_host else None, pa.string()),
+        "ts_ns": column("ts_ns", None, pa.int64()),
         "ts_text": _strings(rows["ts_text"]),
-        "uptime_s": rows["uptime_s"].to_arrow(),
-        "ts_assumption": strings_or("ts_assumption", None),
+        "uptime_s": column("uptime_s", None, pa.float64()),
+        "ts_assumption": column("ts_assumption", None, pa.string()),
         "kind": pa.repeat(pa.scalar("other", pa.string()), n),
         "xid": pa.nulls(n, pa.int32()),
         "severity": severity,
@@ -1581,8 +1585,8 @@ def _other_table(env: pl.DataFrame, mask: pl.Series, ctx: FileContext) -> pa.Tab
         "comm": pa.nulls(n, pa.string()),
         "message": _strings(rows["msg"]),
         "trace": pa.nulls(n, pa.list_(pa.string())),
-        "count": rows["count"].to_arrow(),
-        "last_ts_ns": rows["last_ts_ns"].to_arrow(),
+        "count": column("count", 1, pa.int64()),
+        "last_ts_ns": column("last_ts_ns", None, pa.int64()),
         "attrs": _attrs_array(None, n),
     }
     return _arrow_table(arrays, ctx, n)
