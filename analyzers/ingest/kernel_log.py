@@ -1486,7 +1486,10 @@ class _Floods:
 
 
 def _floods(keys: pl.Series, ts: pl.Series) -> _Floods | None:
-    """Group rows with equal ``keys`` (rows in line order); None when no key repeats."""
+    """Group rows with equal ``keys``; the first row of a group (in table order) stands for it.
+
+    None when no key repeats.
+    """
     # Repeated keys from one sort (adjacent equal values): much cheaper than a hash-set pass
     # over every row; the first-occurrence test then runs on the repeated rows only.
     ordered = keys.sort()
