@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tracecore.analyzers.detectors import collective_hang
-from tracecore.analyzers.ingest.engine import IngestResult, ingest
+from tracecore.analyzers.ingest.engine import IngestResult, _pack, _unpacked, ingest
 from tracecore.analyzers.synth import SynthSpec, write_incident
 
 FR_TABLES = ("fr_entries", "fr_groups", "fr_status", "fr_stacks")
@@ -51,3 +52,28 @@ def test_hang_title_lists_ranks_compactly(incident: Path) -> None:
     assert verdict.culprit.ranks == [3]
     assert "rank 3 never issued" in verdict.title
     assert "ranks 0–2, 4–63 wait in it" in verdict.title, verdict.title
+
+
+def test_parallel_ingest_leaves_no_spool_files_and_uses_the_pipe_without_one(
+    incident: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Worker tables travel as memory-mapped spool files under TMPDIR; none may be left behind.
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_root))
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        spooled = ingest(incident, jobs=2)
+    finally:
+        tempfile.tempdir = None
+    assert list(spool_root.iterdir()) == []
+    # Without a writable spool folder the same tables come back through the pipe.
+    table = spooled.tables["fr_status"]
+    unwritable = tmp_path / "missing" / "spool"
+    for packed in (_pack(table, None), _pack(table, str(unwritable))):
+        assert isinstance(packed, bytes)
+        assert _unpacked(packed).equals(table)
+    path = _pack(table, str(tmp_path))
+    assert isinstance(path, str) and Path(path).is_file()
+    assert _unpacked(path).equals(table)
+    assert not Path(path).exists()  # removed once mapped
