@@ -1447,23 +1447,37 @@ def _prepare_hot(hot: pl.DataFrame) -> pl.DataFrame:
     if "trace" not in hot.columns:
         hot = hot.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("trace"))
     attr_cols = [c for c in hot.columns if c.startswith(_ATTR_PREFIX)]
-    attrs = (
-        pl.concat_list(
-            [
-                pl.struct(pl.lit(c[len(_ATTR_PREFIX) :]).alias("key"), pl.col(c).alias("value"))
-                for c in attr_cols
-            ]
-        ).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
-        if attr_cols
-        else pl.lit(None)
-    )
     keep = [*_BASE, "kind", "xid", "severity", "subject", "pci_raw", "pid", "comm", "trace"]
-    hot = hot.with_columns(attrs.alias("attrs")).select([*keep, "attrs"])
+    attrs = _attr_lists(hot, attr_cols) if attr_cols else pl.repeat(None, hot.height, eager=True)
+    hot = hot.select(keep).with_columns(attrs.alias("attrs"))
     return hot.with_columns(
         pl.coalesce("severity", _level_severity()).alias("severity"),
         # JSON journal records name their device: use it when the message did not.
         pl.coalesce("pci_raw", pl.col("device").str.extract(r"\+pci:(" + BDF + r")", 1)).alias("pci_raw"),
     )
+
+
+def _attr_lists(rows: pl.DataFrame, attr_cols: list[str]) -> pl.Series:
+    """Per row, the non-null ``a_*`` columns as a list of {key, value} (in column order).
+
+    Built from the long form (row, key, value) and the per-row counts as Arrow list offsets:
+    one pass over the few set values, where concatenating a struct per column and filtering
+    each row's list costs ~30 us per row.
+    """
+    set_values = (
+        rows.select(attr_cols)
+        .with_row_index("_row")
+        .unpivot(on=attr_cols, index="_row", variable_name="key", value_name="value")
+        .filter(pl.col("value").is_not_null())
+        .sort("_row", maintain_order=True)
+        .select(pl.struct(pl.col("key").str.strip_prefix(_ATTR_PREFIX), "value").alias("attrs"))
+    )["attrs"]
+    counts = rows.select(pl.sum_horizontal(pl.col(c).is_not_null().cast(pl.Int32) for c in attr_cols))
+    offsets = pl.concat([pl.Series([0], dtype=pl.Int32), counts.to_series().cum_sum()]).to_arrow()
+    values = set_values.to_arrow()
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pl.Series("attrs", pa.ListArray.from_arrays(offsets.cast(pa.int32()), values))
 
 
 def _message_keys(rows: pl.DataFrame) -> pl.Series:
