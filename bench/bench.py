@@ -391,7 +391,16 @@ def main() -> int:
     )
     report["growth"] = [asdict(r) for r in growth]
 
-    # 3. Kernel logs.
+    # 3. Kernel logs: per-core parse throughput (one process, one Polars thread, CPU time), then
+    # end to end through `tracecore analyze`.
+    per_core = subprocess.run(
+        [PYTHON, str(REPO / "bench" / "kernel_log_gen.py"), "--lines", "200000" if args.quick else "1000000"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    print(f"\nKernel-log parse, per core (bench/kernel_log_gen.py): {per_core}")
+    report["kernel_parse_per_core"] = per_core
     one_path, one_bytes = kernel_incident(1, 200_000 if args.quick else 1_000_000)
     single = analyze("kernel log, 1 host, --jobs 1", one_path, 0, jobs=1)
     hosts = 8 if args.quick else 64
