@@ -11,6 +11,7 @@ identity (name plus member set). docs/flight-recorder.md documents defaults and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -80,16 +81,24 @@ def parse_ranks(text: Any) -> list[int] | None:
         return [int(x) for x in text] if all(type(x) is int for x in text) else None
     if not isinstance(text, str):
         return None
+    parsed = _parse_rank_text(text)
+    return list(parsed) if parsed is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_rank_text(text: str) -> tuple[int, ...] | None:
+    # Every dump of a job repeats the same member strings (thousands of ranks each): a worker
+    # parses each distinct one once.
     body = text.strip()
     if not (body.startswith("[") and body.endswith("]")):
         return None
     inner = body[1:-1].strip()
     if not inner:
-        return []
+        return ()
     items = [item.strip() for item in inner.split(",")]
     if not all(_LIST_INT.fullmatch(item) for item in items):
         return None
-    return [int(item) for item in items]
+    return tuple(int(item) for item in items)
 
 
 def members_label(ranks: Iterable[int]) -> str:
