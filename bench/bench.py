@@ -183,6 +183,7 @@ def flat_links(path: Path) -> Path:
 
 def unpickle_floor(path: Path) -> float:
     """Seconds to unpickle every dump with the C unpickler on one core, GC disabled."""
+    warm(path)
     files = sorted(path.rglob("comm_lib_trace_rank_*"))
     started = time.perf_counter()
     gc.disable()
@@ -260,7 +261,17 @@ def dcgm_incident(samples: int) -> tuple[Path, int]:
     return path, int(marker.read_text())
 
 
+def warm(path: Path) -> None:
+    """Read every file once so each measured run starts with the same (warm) page cache."""
+    for file in path.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+
+
 def analyze(name: str, path: Path, entries: int, jobs: int | None = None) -> Run:
+    warm(path)
     command = [*TRACECORE, "analyze", str(path), "--format", "json", "--fail-on", "never"]
     if jobs:
         command += ["--jobs", str(jobs)]
@@ -319,6 +330,7 @@ def main() -> int:
     if not args.skip_torchfrtrace and torchfrtrace_available():
         flat = flat_links(pickles)
         torchfrtrace = str(Path(PYTHON).parent / "torchfrtrace")
+        warm(flat)
         torch_run = measure(
             f"torchfrtrace ({ranks} ranks, pickle)",
             [torchfrtrace, str(flat), "-p", "comm_lib_trace_rank_"],
