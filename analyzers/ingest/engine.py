@@ -1,8 +1,9 @@
 """The ingest engine: discover files, parse them (in parallel), run cross-file steps, build the ledger.
 
-Files are independent, so they are parsed in worker processes; each worker returns Arrow tables,
-which the parent concatenates without copying. Garbage collection is paused while parsing because
-parsers build many short-lived containers and no cycles.
+Files are independent, so they are parsed in worker processes; each worker writes its Arrow
+tables as IPC files to a private temporary folder, which the parent memory-maps and concatenates
+without copying. Garbage collection is paused while parsing because parsers build many
+short-lived containers and no cycles.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class FileResult:
     size: int
     seconds: float
     failure: str | None = None
-    # Tables in transit from a worker process (Arrow IPC streams by name); empty otherwise.
+    # Tables in transit from a worker process, by name: a spool file's path or IPC stream bytes.
     packed: dict[str, str | bytes] = field(default_factory=dict)
 
 
