@@ -364,8 +364,8 @@ def main() -> int:
     # 2. Growth with ranks.
     growth: list[Run] = []
     for scale in scales:
-        if growth and growth[-1].returncode == -9:
-            break  # the previous scale outgrew the machine: larger ones cannot fit
+        if growth and growth[-1].returncode not in (0, 1):
+            break  # the previous scale failed or outgrew the machine: larger ones cannot fit
         if scale == ranks:
             run = pickle_run  # the head-to-head run above, not repeated
         else:
@@ -381,6 +381,18 @@ def main() -> int:
                 [s, f"{r.entries:,}", f"stopped at {r.wall_s:.0f}", f"> {r.peak_rss_mb:.0f}", "-", "-"]
             )
             continue
+        if r.returncode not in (0, 1):
+            growth_rows.append(
+                [
+                    s,
+                    f"{r.entries:,}",
+                    f"failed (exit {r.returncode}) at {r.wall_s:.0f}",
+                    f"{r.peak_rss_mb:.0f}",
+                    "-",
+                    "-",
+                ]
+            )
+            continue
         growth_rows.append(
             [
                 s,
@@ -392,7 +404,8 @@ def main() -> int:
             ]
         )
     growth_rows += [
-        [s, "-", "not run (a smaller scale outgrew memory)", "-", "-", "-"] for s in scales[len(growth) :]
+        [s, "-", "not run (a smaller scale failed or outgrew memory)", "-", "-", "-"]
+        for s in scales[len(growth) :]
     ]
     print(
         table(

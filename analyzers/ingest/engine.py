@@ -38,6 +38,9 @@ PARALLEL_MIN_BYTES = 8 << 20
 PARALLEL_MIN_FILES = 8
 MAX_FILE_BYTES = 2 << 30
 HEAD_DIGEST_BYTES = 64 << 10
+# Tables smaller than this come back through the pipe: a mapping each would be wasted (and
+# mappings per process are limited, 65,530 by default on Linux).
+SPOOL_MIN_BYTES = 256 << 10
 _SPOOL_NUMBERS = itertools.count()
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -151,9 +154,10 @@ def _pack(table: pa.Table, spool: str | None) -> str | bytes:
 
     A spool file is written once and memory-mapped by the parent: no copy through the pipe
     (which costs the parent more system time than the parse saves, for gigabytes of tables).
-    Without a spool, or when it cannot be written (full disk), the bytes travel in the pipe.
+    Small tables (a dump's groups and status), tables without a spool, or when it cannot be
+    written (full disk), travel as bytes in the pipe.
     """
-    if spool is not None:
+    if spool is not None and table.nbytes >= SPOOL_MIN_BYTES:
         path = os.path.join(spool, f"{os.getpid()}-{next(_SPOOL_NUMBERS)}.arrow")
         try:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -180,8 +184,14 @@ def _unpacked(data: str | bytes) -> pa.Table:
     if isinstance(data, bytes):
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     try:
-        # The mapping keeps the data readable after the name is removed.
-        return pa.ipc.open_file(pa.memory_map(data)).read_all()
+        try:
+            # The mapping keeps the data readable after the name is removed.
+            source: pa.NativeFile = pa.memory_map(data)
+        except OSError:
+            # Out of mappings (vm.max_map_count) or address space: read it into memory instead.
+            with pa.OSFile(data) as handle:
+                source = pa.BufferReader(handle.read_buffer())
+        return pa.ipc.open_file(source).read_all()
     finally:
         with contextlib.suppress(OSError):
             os.unlink(data)

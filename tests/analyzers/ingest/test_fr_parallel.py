@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tracecore.analyzers.detectors import collective_hang
-from tracecore.analyzers.ingest.engine import IngestResult, _pack, _unpacked, ingest
+from tracecore.analyzers.ingest.engine import SPOOL_MIN_BYTES, IngestResult, _pack, _unpacked, ingest
 from tracecore.analyzers.synth import SynthSpec, write_incident
 
 FR_TABLES = ("fr_entries", "fr_groups", "fr_status", "fr_stacks")
@@ -67,12 +67,19 @@ def test_parallel_ingest_leaves_no_spool_files_and_uses_the_pipe_without_one(
     finally:
         tempfile.tempdir = None
     assert list(spool_root.iterdir()) == []
-    # Without a writable spool folder the same tables come back through the pipe.
-    table = spooled.tables["fr_status"]
+    # Without a writable spool folder the same tables come back through the pipe, and so do
+    # small tables (a mapping each would be wasted).
+    table = spooled.tables["fr_entries"]
+    assert table.nbytes >= SPOOL_MIN_BYTES
     unwritable = tmp_path / "missing" / "spool"
-    for packed in (_pack(table, None), _pack(table, str(unwritable))):
+    small = spooled.tables["fr_status"]
+    for packed, original in (
+        (_pack(table, None), table),
+        (_pack(table, str(unwritable)), table),
+        (_pack(small, str(tmp_path)), small),
+    ):
         assert isinstance(packed, bytes)
-        assert _unpacked(packed).equals(table)
+        assert _unpacked(packed).equals(original)
     path = _pack(table, str(tmp_path))
     assert isinstance(path, str) and Path(path).is_file()
     assert _unpacked(path).equals(table)
