@@ -142,10 +142,13 @@ def _parse_batch(
     batch: list[DiscoveredFile], manifest: Manifest, max_file_bytes: int, spool: str | None = None
 ) -> list[FileResult]:
     """Worker side: parse, then hand each table back as Arrow IPC (a spool file, else bytes)."""
-    results = [parse_one(job, manifest, max_file_bytes) for job in batch]
-    for result in results:
+    results = []
+    for job in batch:
+        # Packed as soon as parsed: a batch of thousands of dumps never holds its tables at once.
+        result = parse_one(job, manifest, max_file_bytes)
         result.packed = {name: _pack(table, spool) for name, table in result.output.tables.items()}
         result.output.tables = {}
+        results.append(result)
     return results
 
 
