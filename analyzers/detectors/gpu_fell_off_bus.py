@@ -9,6 +9,7 @@ from ..report import Affected, Confidence, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
+    corroborate,
     dcgm_evidence,
     evidence,
     gpu_context,
@@ -78,17 +79,13 @@ def detect(tables: Tables) -> list[Verdict]:
         dcgm_rows = same_gpu(vanished, host_v, pci_v, ctx.gpu_index)
         ev = [evidence(r) for r in rows[:3]] + [evidence(p) for p in before[:3]]
         missing = list(ctx.missing)
-        if dcgm_rows.height:
-            row = dcgm_rows.row(0, named=True)
-            ev.append(
-                dcgm_evidence(
-                    row, f"DCGM series of GPU {pci_v} stop while the host's other GPUs keep reporting"
-                )
-            )
-            confidence = Confidence.FULL
-        else:
-            confidence = Confidence.PARTIAL
-            missing.append("no DCGM export showing this GPU's metrics stop")
+        confidence = corroborate(
+            dcgm_rows,
+            ev,
+            missing,
+            "no DCGM export showing this GPU's metrics stop",
+            f"DCGM series of GPU {pci_v} stop while the host's other GPUs keep reporting",
+        )
         covered.add((host_v, pci_v))
         verdicts.append(
             Verdict(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .. import dcgm_signals
-from ..report import Confidence, Severity, Verdict
+from ..report import Severity, Verdict
 from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
-    dcgm_evidence,
+    corroborate,
     evidence,
     gpu_context,
     gpu_key,
@@ -56,12 +56,13 @@ def detect(tables: Tables) -> list[Verdict]:
         ev = [evidence(r) for r in rows[:3]] + [evidence(g) for g in related[:2]]
         missing = list(ctx.missing)
         dcgm = same_gpu(vanished, host_v, pci_v, ctx.gpu_index)
-        if dcgm.height:
-            ev.append(dcgm_evidence(dcgm.row(0, named=True), f"DCGM series of GPU {pci_v} stop"))
-            confidence = Confidence.FULL
-        else:
-            confidence = Confidence.PARTIAL
-            missing.append("no DCGM export showing this GPU stop reporting")
+        confidence = corroborate(
+            dcgm,
+            ev,
+            missing,
+            "no DCGM export showing this GPU stop reporting",
+            f"DCGM series of GPU {pci_v} stop",
+        )
         start, end = window(rows)
         actions_154 = recovery_actions(tables, host_v, pci_v)
         verdicts.append(

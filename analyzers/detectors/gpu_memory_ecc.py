@@ -8,6 +8,7 @@ from .base import Detector
 from .common import ranks_on_host
 from .kernel_common import (
     cascades,
+    corroborate,
     dcgm_deltas,
     dcgm_evidence,
     evidence,
@@ -86,13 +87,7 @@ def detect(tables: Tables) -> list[Verdict]:
         start, end = window(rows)
         missing = list(ctx.missing)
         ev = [evidence(r) for r in rows[:4]]
-        if dcgm_rows.height:
-            row = dcgm_rows.row(0, named=True)
-            ev.append(dcgm_evidence(row, f"{row['field']} rose by {row['delta']:g}"))
-            confidence = Confidence.FULL
-        else:
-            confidence = Confidence.PARTIAL
-            missing.append("no DCGM double-bit ECC counter delta for this GPU")
+        confidence = corroborate(dcgm_rows, ev, missing, "no DCGM double-bit ECC counter delta for this GPU")
         covered.add((host_v, pci_v))
         verdicts.append(
             Verdict(

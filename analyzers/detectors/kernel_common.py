@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from .. import dcgm_signals
-from ..report import Culprit, Evidence, GpuRef
+from ..report import Confidence, Culprit, Evidence, GpuRef
 from ..tables import Tables
 from ..xid_catalog import action_of, lookup
 from .common import GpuIdentity, evidence_from_row, identity_for_pci, identity_for_pid
@@ -181,6 +181,28 @@ def dcgm_evidence(row: dict[str, Any], text: str) -> Evidence:
         line=int(line) if line is not None else None,
         excerpt=text,
     )
+
+
+def corroborate(
+    dcgm: pl.DataFrame,
+    evidence_list: list[Evidence],
+    missing: list[str],
+    absent: str | None,
+    text: str | None = None,
+) -> Confidence:
+    """Confidence of a kernel finding given the DCGM rows of the same GPU.
+
+    With a row, it joins ``evidence_list`` (``text``, by default the counter's rise) and the
+    finding has two independent sources (full); without, ``absent`` (when given) is noted as
+    missing evidence and confidence stays partial.
+    """
+    if dcgm.height:
+        row = dcgm.row(0, named=True)
+        evidence_list.append(dcgm_evidence(row, text or f"{row['field']} rose by {row['delta']:g}"))
+        return Confidence.FULL
+    if absent is not None:
+        missing.append(absent)
+    return Confidence.PARTIAL
 
 
 def xid_action(code: int | None) -> str:

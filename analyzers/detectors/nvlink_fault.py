@@ -10,6 +10,7 @@ from .base import Detector
 from .common import ranks_on_host
 from .kernel_common import (
     cascades,
+    corroborate,
     dcgm_deltas,
     dcgm_evidence,
     evidence,
@@ -70,13 +71,7 @@ def detect(tables: Tables) -> list[Verdict]:
         dcgm = same_gpu(deltas, host_v, pci_v, ctx.gpu_index)
         ev = [evidence(r) for r in rows[:4]]
         missing = list(ctx.missing)
-        if dcgm.height:
-            row = dcgm.row(0, named=True)
-            ev.append(dcgm_evidence(row, f"{row['field']} rose by {row['delta']:g}"))
-            confidence = Confidence.FULL
-        else:
-            confidence = Confidence.PARTIAL
-            missing.append("no DCGM NVLink error counter delta for this GPU")
+        confidence = corroborate(dcgm, ev, missing, "no DCGM NVLink error counter delta for this GPU")
         covered.add((host_v, pci_v))
         links = sorted(
             {

@@ -11,6 +11,7 @@ from ..tables import Tables
 from .base import Detector
 from .kernel_common import (
     GpuContext,
+    corroborate,
     dcgm_deltas,
     dcgm_evidence,
     evidence,
@@ -249,11 +250,8 @@ def _verdict(
     missing = list(ctx.missing)
     ev = [evidence(r) for r in picked[:4]]
     dcgm = same_gpu(replay, host, device, ctx.gpu_index)
-    confidence = Confidence.PARTIAL
-    if dcgm.height:
-        row = dcgm.row(0, named=True)
-        ev.append(dcgm_evidence(row, f"{row['field']} rose by {row['delta']:g}"))
-        confidence = Confidence.FULL
+    confidence = corroborate(dcgm, ev, missing, None)
+    if confidence is Confidence.FULL:
         covered.add((host, device))
     details = {
         "xid": None,
