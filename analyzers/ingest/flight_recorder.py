@@ -721,15 +721,8 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
             keys = [tuple(map(tuple, v)) for v in values] if nested else [tuple(v) for v in values]
         except TypeError:  # a null or a malformed value: the general path repairs and counts
             return take(key, dtype, fix, alias)
-        codes: dict[Any, int] = {}
-        index = [codes.setdefault(k, len(codes)) for k in keys]
-        firsts: dict[int, Any] = {}
-        for code, value in zip(index, values, strict=True):
-            if code not in firsts:
-                firsts[code] = value
-                if len(firsts) == len(codes):
-                    break
-        array, bad = _column([firsts[c] for c in range(len(codes))], dtype, fix)
+        index, firsts = _first_of_each(keys, values)
+        array, bad = _column(firsts, dtype, fix)
         if bad:
             return take(key, dtype, fix, alias)
         return array.take(pa.array(index, type=pa.int32()))
@@ -757,9 +750,8 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
         index = encoded.indices
         cols["profiling_name"] = direct.field("profiling_name")
     else:
-        name_codes: dict[Any, int] = {}
-        codes = [name_codes.setdefault(n, len(name_codes)) for n in values_of("profiling_name")]
-        distinct = list(name_codes)
+        names = values_of("profiling_name")
+        codes, distinct = _first_of_each(names, names)
         index = pa.array(codes, type=pa.int32())
         cols["profiling_name"] = pa.array(
             [n if isinstance(n, str) else None for n in distinct], type=pa.string()
@@ -811,14 +803,11 @@ def _group_columns(raw_groups: list[Any]) -> tuple[pa.Array, pa.Array]:
                 nulls = pa.nulls(len(raw_groups), pa.string())
                 return nulls, nulls
             return pc.list_element(pairs, 0), pc.list_element(pairs, 1)
-    group_codes: dict[Any, int] = {}
-    codes = [
-        group_codes.setdefault(g if type(g) is not list else tuple(g), len(group_codes)) for g in raw_groups
-    ]
+    codes, distinct = _first_of_each([tuple(g) if type(g) is list else g for g in raw_groups], raw_groups)
     names: list[str | None] = []
     descs: list[str | None] = []
-    for group in group_codes:
-        if isinstance(group, tuple) and len(group) >= 2:
+    for group in distinct:
+        if isinstance(group, (tuple, list)) and len(group) >= 2:
             names.append(_to_str(group[0]))
             descs.append(_to_str(group[1]))
         elif isinstance(group, str):
@@ -831,6 +820,23 @@ def _group_columns(raw_groups: list[Any]) -> tuple[pa.Array, pa.Array]:
     return pa.array(names, type=pa.string()).take(index), pa.array(descs, type=pa.string()).take(index)
 
 
+def _first_of_each(keys: list[Any], values: list[Any]) -> tuple[list[int], list[Any]]:
+    """Each value's code (distinct keys numbered by first appearance) and the first value per code.
+
+    Columns with few distinct values are converted once per distinct value and expanded with
+    ``take``: the per-entry work is one dict lookup.
+    """
+    codes: dict[Any, int] = {}
+    index = [codes.setdefault(k, len(codes)) for k in keys]
+    firsts: dict[int, Any] = {}
+    for code, value in zip(index, values, strict=True):
+        if code not in firsts:
+            firsts[code] = value
+            if len(firsts) == len(codes):
+                break
+    return index, [firsts[c] for c in range(len(codes))]
+
+
 def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Table, int]:
     """Per-entry stack ids (plus call site columns) and the file's distinct stacks, each once.
 
@@ -839,19 +845,11 @@ def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa
     each distinct stack then gets a content hash as its ``stack_id``, the same in every dump, so
     ``finalize`` keeps one ``fr_stacks`` row per stack for the whole incident.
     """
-    index_of: dict[Any, int] = {}
     keys = [tuple(map(id, f)) if type(f) is list else (None if f is None else ("bad", id(f))) for f in column]
-    indices = [index_of.setdefault(k, len(index_of)) for k in keys]
-    first_of: dict[int, Any] = {}
-    for position, frames in zip(indices, column, strict=True):
-        if position not in first_of:
-            first_of[position] = frames
-            if len(first_of) == len(index_of):
-                break
+    indices, distinct = _first_of_each(keys, column)
     unique: list[list[dict[str, Any]] | None] = []
     bad = 0
-    for position in range(len(index_of)):
-        frames = first_of[position]
+    for frames in distinct:
         if frames is None:
             unique.append(None)
             continue
