@@ -13,15 +13,13 @@ timestamps still keep their written order.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
 
 from . import dcgm_fields
 from .detectors.common import GpuIdentity, identity_for_pci, map_value
-from .tables import Tables
+from .tables import Tables, derived
 
 GPU_KEY = ["host", "gpu_index", "pci_bus_id", "gpu_uuid"]
 
@@ -222,24 +220,15 @@ def _rows_where(frame: pl.DataFrame, condition: pl.Expr) -> pl.Series:
 _WHOLE_GPU_COLUMNS = ["gpu_index", "pci_bus_id", "gpu_uuid", "mig_instance", "value"]
 _ORDER_COLUMNS = ["ts_ns", "source_file", "scrape", "source_line"]
 
-# Per-incident results, keyed by the gpu_metrics Arrow table (the same object in every copy of
-# the incident's Tables; Polars frames are rebuilt per call): one sort and one vanished-GPU
-# search however many detectors ask.
-_ORDER_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.Series]] = {}
-
 
 def _gpu_order(tables: Tables) -> pl.Series:
-    """Row numbers of whole-GPU rows with a value, in reading order (cached per table)."""
-    table = tables["gpu_metrics"]
-    cached = _ORDER_CACHE.get(id(table))
-    if cached is not None and cached[0]() is table:
-        return cached[1]
-    frame = tables.df("gpu_metrics", [*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS])
-    order = _reading_order(frame, _rows_where(frame, _WHOLE_GPU))
-    for key in [k for k, (ref, _) in _ORDER_CACHE.items() if ref() is None]:
-        del _ORDER_CACHE[key]
-    _ORDER_CACHE[id(table)] = (weakref.ref(table), order)
-    return order
+    """Row numbers of whole-GPU rows with a value, in reading order (one sort per table)."""
+
+    def order() -> pl.Series:
+        frame = tables.df("gpu_metrics", [*_WHOLE_GPU_COLUMNS, *_ORDER_COLUMNS])
+        return _reading_order(frame, _rows_where(frame, _WHOLE_GPU))
+
+    return derived(tables["gpu_metrics"], "gpu_order", order)
 
 
 def gpu_rows(
@@ -288,20 +277,14 @@ def gpu_rows_file_order(
     return gpu_rows(tables, fields, columns)
 
 
-# One integer per row for its GPU (``GPU_KEY``), per gpu_metrics table: several signals group by it.
-_GPU_KEY_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.Series]] = {}
-
-
 def _gpu_key(tables: Tables) -> pl.Series:
-    """``composite_key`` of ``GPU_KEY`` for every row of ``gpu_metrics`` (cached per table)."""
-    table = tables["gpu_metrics"]
-    cached = _GPU_KEY_CACHE.get(id(table))
-    if cached is not None and cached[0]() is table:
-        return cached[1]
-    key = composite_key(tables.df("gpu_metrics", GPU_KEY), GPU_KEY).alias("_gpu")
-    _GPU_KEY_CACHE.clear()  # one incident at a time
-    _GPU_KEY_CACHE[id(table)] = (weakref.ref(table), key)
-    return key
+    """``composite_key`` of ``GPU_KEY`` for every row of ``gpu_metrics`` (several signals group by
+    it; computed once per table)."""
+    return derived(
+        tables["gpu_metrics"],
+        "gpu_key",
+        lambda: composite_key(tables.df("gpu_metrics", GPU_KEY), GPU_KEY).alias("_gpu"),
+    )
 
 
 def gpus(tables: Tables) -> pl.DataFrame:
@@ -363,18 +346,8 @@ def vanished_series(tables: Tables) -> pl.DataFrame:
     """
     if not tables.has("gpu_metrics"):
         return pl.DataFrame(schema=VANISHED_SCHEMA)
-    table = tables["gpu_metrics"]
-    cached = _VANISHED_CACHE.get(id(table))
-    if cached is not None and cached[0]() is table:
-        return cached[1].clone()
-    result = _vanished(tables)
-    _VANISHED_CACHE.clear()  # one incident at a time: keep only the latest table's answer
-    _VANISHED_CACHE[id(table)] = (weakref.ref(table), result)
-    return result.clone()
-
-
-# Several detectors ask for the vanished GPUs of the same table; computed once.
-_VANISHED_CACHE: dict[int, tuple[weakref.ref[pa.Table], pl.DataFrame]] = {}
+    # Several detectors ask for the vanished GPUs of the same table; computed once.
+    return derived(tables["gpu_metrics"], "vanished_series", lambda: _vanished(tables)).clone()
 
 
 def _vanished(tables: Tables) -> pl.DataFrame:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 
@@ -84,6 +85,30 @@ def concat(name: str, parts: Iterable[pa.Table]) -> pa.Table:
     if not tables:
         return empty(name)
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+_DERIVED: dict[tuple[int, str], Any] = {}
+T = TypeVar("T")
+
+
+def derived(table: pa.Table, name: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once per Arrow table and ``name``, for as long as the table lives.
+
+    For values derived from one table that several stages need (an ordering, a key column):
+    every copy of an incident's ``Tables`` shares the same Arrow tables, so they share these too.
+    """
+    key = (id(table), name)
+    if key not in _DERIVED:
+        if not any(k[0] == key[0] for k in _DERIVED):
+            # The entry goes when the table does, so a later table at the same address starts afresh.
+            weakref.finalize(table, _forget, key[0])
+        _DERIVED[key] = compute()
+    return cast(T, _DERIVED[key])
+
+
+def _forget(table_id: int) -> None:
+    for key in [k for k in _DERIVED if k[0] == table_id]:
+        del _DERIVED[key]
 
 
 class Tables(Mapping[str, pa.Table]):
