@@ -28,7 +28,7 @@ from ..report import Problem
 from ..selftel import SourceWire
 from ..tables import conform
 from ..tables.schemas import FRAME, SHAPES
-from . import safe_pickle
+from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
 from .manifest import Manifest
 
@@ -42,6 +42,7 @@ _TRAILING_DIGITS = re.compile(r"(\d+)$")
 _RANK_DIR = re.compile(r"^(?:rank|r)[_-]?(\d+)$", re.IGNORECASE)
 _SUFFIXES = (".json", ".pkl", ".pickle", ".pt", ".bin", ".dump", ".fr")
 _LIST_INT = re.compile(r"-?\d+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # Frames from these files are library plumbing, not the caller's code.
 _LIBRARY_MARKERS = ("torch/", "typing_extensions", "multiprocessing/", "threading.py", "<string>", "runpy.py")
@@ -170,30 +171,46 @@ def call_site(frames: list[dict[str, Any]]) -> tuple[str | None, int | None]:
 
 
 def _to_int(value: Any) -> int | None:
+    """``value`` as an int64 (None when it is not an integer or does not fit one)."""
+    number: int | None = None
     if type(value) is int:
-        return value
-    if type(value) is bool:
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif type(value) is bool or (isinstance(value, float) and value.is_integer()):
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         if _LIST_INT.fullmatch(text):
-            return int(text)
-    return None
+            number = int(text)
+    if number is None or not _INT64_MIN <= number <= _INT64_MAX:
+        return None
+    return number
 
 
 def _to_float(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any double
+            return None
     return None
+
+
+def _storable(text: str) -> str:
+    """``text`` as UTF-8 can hold it: Python's unpickler lets lone surrogates through, Arrow cannot."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def _to_str(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return _storable(value)
     if isinstance(value, (int, float)):
         return str(value)
     return None
@@ -214,7 +231,9 @@ def _to_shapes(value: Any) -> list[list[int]] | None:
         return None
     shapes: list[list[int]] = []
     for shape in value:
-        if not isinstance(shape, (list, tuple)) or not all(type(d) is int for d in shape):
+        if not isinstance(shape, (list, tuple)) or not all(
+            type(d) is int and _INT64_MIN <= d <= _INT64_MAX for d in shape
+        ):
             return None
         shapes.append(list(shape))
     return shapes
@@ -223,7 +242,7 @@ def _to_shapes(value: Any) -> list[list[int]] | None:
 def _to_strs(value: Any) -> list[str] | None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         return None
-    return list(value)
+    return [_storable(v) for v in value]
 
 
 def _column(values: list[Any], dtype: pa.DataType, fix: Callable[[Any], Any]) -> tuple[pa.Array, int]:
@@ -328,8 +347,14 @@ class FlightRecorderParser(SourceParser):
         data = ctx.data
         is_json = data[:1] != b"\x80"
         truncated = False
+        native = None
+        if not is_json and len(data) <= safe_pickle.MAX_PICKLE_BYTES:
+            native = fr_native.decode(data, _DIRECT_FIELDS)
         try:
-            dump = _load_json(data) if is_json else safe_pickle.loads(data)
+            if native is not None:
+                dump: Any = native[0]
+            else:
+                dump = _load_json(data) if is_json else safe_pickle.loads(data)
         except safe_pickle.UnsafePickleError as exc:
             out.reject("unsafe-pickle")
             out.problems.append(
@@ -405,25 +430,30 @@ class FlightRecorderParser(SourceParser):
                         f"{KNOWN_VERSION[0]}.{KNOWN_VERSION[1]}; known fields read, others ignored",
                     )
                 )
-        if entries is None:
-            entries = []
-        if not isinstance(entries, list):
-            out.reject("undecodable")
-            out.problems.append(Problem(ctx.rel, None, "flight-recorder 'entries' is not a list"))
-            entries = []
-        good = [e for e in entries if type(e) is dict]
-        if len(good) != len(entries):
-            out.reject("entry-not-a-dict", len(entries) - len(good))
-            first_bad = next(i for i, e in enumerate(entries) if type(e) is not dict)
-            out.problems.append(
-                Problem(ctx.rel, first_bad + 1, "flight-recorder entry is not a dict (skipped)")
+        if native is not None:
+            # The compiled decoder took every entry as a plain dict of well-typed fields.
+            positions: Any = range(1, native[1].count + 1)
+            columns, damaged = _entry_columns([], bare=False, native=native[1])
+        else:
+            if entries is None:
+                entries = []
+            if not isinstance(entries, list):
+                out.reject("undecodable")
+                out.problems.append(Problem(ctx.rel, None, "flight-recorder 'entries' is not a list"))
+                entries = []
+            good = [e for e in entries if type(e) is dict]
+            if len(good) != len(entries):
+                out.reject("entry-not-a-dict", len(entries) - len(good))
+                first_bad = next(i for i, e in enumerate(entries) if type(e) is not dict)
+                out.problems.append(
+                    Problem(ctx.rel, first_bad + 1, "flight-recorder entry is not a dict (skipped)")
+                )
+            positions = (
+                range(1, len(entries) + 1)
+                if len(good) == len(entries)
+                else [i + 1 for i, e in enumerate(entries) if type(e) is dict]
             )
-        positions = (
-            list(range(1, len(entries) + 1))
-            if len(good) == len(entries)
-            else [i + 1 for i, e in enumerate(entries) if type(e) is dict]
-        )
-        columns, damaged = _entry_columns(good, bare=isinstance(dump, list))
+            columns, damaged = _entry_columns(good, bare=isinstance(dump, list))
         if damaged:
             out.reject("field-type", damaged)
             out.problems.append(
@@ -431,19 +461,19 @@ class FlightRecorderParser(SourceParser):
                     ctx.rel, None, f"{damaged} flight-recorder field value(s) of the wrong type read as null"
                 )
             )
-        n = len(good)
-        columns["source_file"] = pa.array([ctx.rel] * n, type=pa.string())
+        n = len(positions)
+        columns["source_file"] = pa.repeat(pa.scalar(ctx.rel, pa.string()), n)
         columns["source_line"] = pa.array(positions, type=pa.int64())
-        columns["host"] = pa.array([host] * n, type=pa.string())
-        columns["rank"] = pa.array([rank] * n, type=pa.int32())
-        columns["dump_version"] = pa.array([version_text] * n, type=pa.string())
-        columns["dump_format"] = pa.array(["json" if is_json else "pickle"] * n, type=pa.string())
+        columns["host"] = pa.repeat(pa.scalar(host, pa.string()), n)
+        columns["rank"] = pa.repeat(pa.scalar(rank, pa.int32()), n)
+        columns["dump_version"] = pa.repeat(pa.scalar(version_text, pa.string()), n)
+        columns["dump_format"] = pa.repeat(pa.scalar("json" if is_json else "pickle", pa.string()), n)
         lib = None
         for key in ("comm_lib_version", "nccl_version", "xccl_version"):
             if _to_str(top.get(key)):
                 lib = _to_str(top.get(key))
                 break
-        columns["comm_lib_version"] = pa.array([lib] * n, type=pa.string())
+        columns["comm_lib_version"] = pa.repeat(pa.scalar(lib, pa.string()), n)
         out.tables["fr_stacks"] = conform("fr_stacks", columns.pop("_stacks"))
         out.tables["fr_entries"] = conform("fr_entries", columns)
         out.records = n
@@ -631,6 +661,10 @@ _DIRECT_FIELDS = pa.struct(
         ("output_dtypes", pa.list_(pa.string())),
     ]
 )
+# Typed scalars: a bare Python 0 is converted on every call (pyarrow then probes for pandas).
+_ZERO_NS = pa.scalar(0, pa.int64())
+_NULL_NS = pa.scalar(None, pa.int64())
+
 # Older spellings, read through ``alias`` on the per-column path only: field -> alias.
 _ALIASES = {"collective_seq_id": "seq_id", "input_sizes": "sizes"}
 
@@ -650,11 +684,16 @@ def _direct_fields(good: list[dict[str, Any]]) -> pa.StructArray | None:
     return array
 
 
-def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, Any], int]:
-    """Column arrays of one dump's entries, built one column at a time (no per-entry dicts)."""
+def _entry_columns(
+    good: list[dict[str, Any]], bare: bool, native: fr_native.NativeEntries | None = None
+) -> tuple[dict[str, Any], int]:
+    """Column arrays of one dump's entries, built one column at a time (no per-entry dicts).
+
+    ``native`` carries what the compiled decoder already built (then ``good`` is unused).
+    """
     damaged = 0
     cols: dict[str, Any] = {}
-    direct = _direct_fields(good)
+    direct = native.direct if native is not None else _direct_fields(good)
 
     # Fast path: torch writes every entry with the same keys in the same order, so the columns
     # are one transpose of the entries' values (one C-level zip instead of a get per field).
@@ -695,7 +734,7 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     def zero_null(array: pa.Array) -> pa.Array:
         if array.null_count == len(array):
             return array
-        return pc.if_else(pc.equal(array, 0), pa.scalar(None, pa.int64()), array)
+        return pc.if_else(pc.equal(array, _ZERO_NS), _NULL_NS, array)
 
     created, started, completed = zero_null(created), zero_null(started), zero_null(completed)
     cols["time_created_ns"] = created
@@ -735,8 +774,10 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
     # Process group: (name, desc) tuple in pickles, list in JSON; pre-2024 dumps only have pg_id.
     # Few distinct values: encode each entry as a code, resolve the distinct values once, expand
     # with take (no per-entry Python work beyond one dict lookup).
-    raw_groups = values_of("process_group")
-    pg_names, pg_descs = _group_columns(raw_groups)
+    if native is not None:
+        pg_names, pg_descs = native.pg_names, native.pg_descs
+    else:
+        pg_names, pg_descs = _group_columns(values_of("process_group"))
     if bare and pg_names.null_count:
         # Pre-2024 dumps name no group: the process-local pg_id is the only handle.
         pg_names = pc.if_else(pg_names.is_null(), pc.cast(cols["pg_id"], pa.string()), pg_names)
@@ -753,9 +794,8 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
         names = values_of("profiling_name")
         codes, distinct = _first_of_each(names, names)
         index = pa.array(codes, type=pa.int32())
-        cols["profiling_name"] = pa.array(
-            [n if isinstance(n, str) else None for n in distinct], type=pa.string()
-        ).take(index)
+        distinct = [_storable(n) if isinstance(n, str) else None for n in distinct]
+        cols["profiling_name"] = pa.array(distinct, type=pa.string()).take(index)
     split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in distinct]
     cols["backend"] = pa.array([p[0] or None for p in split], type=pa.string()).take(index)
     ops = pa.array([p[1] or None for p in split], type=pa.string()).take(index)
@@ -769,7 +809,11 @@ def _entry_columns(good: list[dict[str, Any]], bare: bool) -> tuple[dict[str, An
         is_p2p = pc.if_else(is_p2p.is_null(), named, is_p2p)
     cols["is_p2p"] = is_p2p
 
-    stack_ids, sites, stacks, unique_stacks, bad_frames = _frames_columns(values_of("frames"))
+    if native is not None:
+        frames = _stacks_columns(native.stack_codes, native.stacks)
+    else:
+        frames = _frames_columns(values_of("frames"))
+    stack_ids, sites, stacks, unique_stacks, bad_frames = frames
     damaged += bad_frames
     cols["stack_id"] = stack_ids
     cols["call_site"] = sites
@@ -811,7 +855,7 @@ def _group_columns(raw_groups: list[Any]) -> tuple[pa.Array, pa.Array]:
             names.append(_to_str(group[0]))
             descs.append(_to_str(group[1]))
         elif isinstance(group, str):
-            names.append(group)
+            names.append(_storable(group))
             descs.append(None)
         else:
             names.append(None)
@@ -847,6 +891,13 @@ def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa
     """
     keys = [tuple(map(id, f)) if type(f) is list else (None if f is None else ("bad", id(f))) for f in column]
     indices, distinct = _first_of_each(keys, column)
+    return _stacks_columns(pa.array(indices, type=pa.int32()), distinct)
+
+
+def _stacks_columns(
+    take: pa.Array, distinct: list[Any]
+) -> tuple[pa.Array, pa.Array, pa.Array, pa.Table, int]:
+    """``_frames_columns`` from each entry's code (``take``) into the distinct frames values."""
     unique: list[list[dict[str, Any]] | None] = []
     bad = 0
     for frames in distinct:
@@ -870,7 +921,6 @@ def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa
             site_text.append(text)
             site_hash.append(digest)
             ids.append(stack_digest(stack))
-    take = pa.array(indices, type=pa.int32())
     ids_unique = pa.array(ids, type=pa.int64())
     kept = [i for i, v in enumerate(ids) if v is not None]
     stacks_table = pa.table(

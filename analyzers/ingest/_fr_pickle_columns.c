@@ -1,0 +1,1078 @@
+/*
+ * Flight-recorder pickle -> column buffers, without a Python object per entry.
+ *
+ * A flight-recorder dump is a pickled dict whose "entries" list holds thousands of dicts of
+ * plain values. Python's unpickler spends most of a dump's parse creating those dicts, strings
+ * and ints, and the parser then spends as much again reading them back into columns. This
+ * module interprets the pickle opcodes itself, building its values in a private arena (no
+ * reference counts, no hashing), and writes the entries' fields straight into Arrow-layout
+ * buffers that the Python side wraps without copying.
+ *
+ * It is a fast path only. Only the opcodes that plain data needs are understood (no GLOBAL,
+ * REDUCE, BUILD, persistent ids, ...: nothing is ever imported or called), and every value must
+ * have exactly the type the Python path would convert directly. On anything else -- an unknown
+ * opcode, a damaged or truncated stream, a field of an unexpected type, a cycle -- decode()
+ * returns None and the caller reads the dump with the restricted Python unpickler, which
+ * reports the problem. So this code never decides what a bad dump means; it only recognises
+ * good ones. Every read is bounds-checked against the input.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- arena values ---------------------------------------------------------------------- */
+
+enum { K_NONE, K_BOOL, K_INT, K_FLOAT, K_STR, K_LIST, K_TUPLE, K_DICT };
+
+typedef struct Node Node;
+struct Node {
+    uint8_t kind;
+    uint8_t visiting;  /* cycle guard while converting to Python objects */
+    uint8_t surrogate; /* K_STR holding an encoded surrogate (Python accepts it, Arrow does not) */
+    int8_t slot;       /* K_STR as an entry key: its slot + 3 once looked up (keys are memoized) */
+    union {
+        int64_t i;
+        double f;
+        struct {
+            const char *p;
+            Py_ssize_t n;
+        } s;
+        struct {
+            Node **items; /* DICT: key, value, key, value, ... */
+            Py_ssize_t n, cap;
+        } seq;
+    } u;
+    PyObject *py; /* converted object (containers only), borrowed from Machine.keep */
+};
+
+#define CHUNK_NODES 4096
+
+typedef struct Chunk {
+    struct Chunk *next;
+    Py_ssize_t used;
+    Node nodes[CHUNK_NODES];
+} Chunk;
+
+/* Item arrays of lists, tuples and dicts, bump-allocated: thousands of small lists per dump,
+ * none freed before the end, so no malloc/free per list. */
+#define ITEM_CHUNK 32768
+
+typedef struct ItemChunk {
+    struct ItemChunk *next;
+    Py_ssize_t used, cap;
+    Node *items[];
+} ItemChunk;
+
+typedef struct {
+    const unsigned char *data;
+    Py_ssize_t len, pos;
+    Chunk *chunks;
+    ItemChunk *item_chunks;
+    PyObject *keep; /* converted containers, alive until the end of decode() */
+    Node **stack;
+    Py_ssize_t sp, stack_cap;
+    Py_ssize_t *marks;
+    Py_ssize_t nmarks, marks_cap;
+    Node **memo;
+    Py_ssize_t memo_cap, memo_len;
+} Machine;
+
+static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
+static Node TRUE_NODE = {K_BOOL, 0, 0, 0, {.i = 1}, NULL};
+static Node FALSE_NODE = {K_BOOL, 0, 0, 0, {.i = 0}, NULL};
+
+static Node *new_node(Machine *m, uint8_t kind) {
+    if (m->chunks == NULL || m->chunks->used == CHUNK_NODES) {
+        Chunk *c = (Chunk *)PyMem_RawMalloc(sizeof(Chunk));
+        if (c == NULL) return NULL;
+        c->next = m->chunks;
+        c->used = 0;
+        m->chunks = c;
+    }
+    Node *n = &m->chunks->nodes[m->chunks->used++];
+    memset(n, 0, sizeof(Node));
+    n->kind = kind;
+    return n;
+}
+
+static Node **alloc_items(Machine *m, Py_ssize_t count) {
+    ItemChunk *c = m->item_chunks;
+    if (c == NULL || c->cap - c->used < count) {
+        Py_ssize_t cap = count > ITEM_CHUNK / 4 ? count : ITEM_CHUNK;
+        if ((size_t)cap > (PY_SSIZE_T_MAX - sizeof(ItemChunk)) / sizeof(Node *)) return NULL;
+        ItemChunk *fresh = (ItemChunk *)PyMem_RawMalloc(sizeof(ItemChunk) + (size_t)cap * sizeof(Node *));
+        if (fresh == NULL) return NULL;
+        fresh->used = 0;
+        fresh->cap = cap;
+        if (cap == ITEM_CHUNK || c == NULL) {
+            fresh->next = c;
+            m->item_chunks = fresh;
+        } else { /* a one-off big array: keep filling the current chunk afterwards */
+            fresh->next = c->next;
+            c->next = fresh;
+        }
+        c = fresh;
+    }
+    Node **items = c->items + c->used;
+    c->used += count;
+    return items;
+}
+
+/* Room for ``extra`` more items (grown by doubling; the old array is simply left behind). */
+static int seq_reserve(Machine *m, Node *container, Py_ssize_t extra) {
+    Py_ssize_t need = container->u.seq.n + extra;
+    if (need <= container->u.seq.cap) return 0;
+    Py_ssize_t cap = container->u.seq.cap ? container->u.seq.cap * 2 : 4;
+    if (cap < need) cap = need;
+    Node **items = alloc_items(m, cap);
+    if (items == NULL) return -1;
+    if (container->u.seq.n) memcpy(items, container->u.seq.items, (size_t)container->u.seq.n * sizeof(Node *));
+    container->u.seq.items = items;
+    container->u.seq.cap = cap;
+    return 0;
+}
+
+static void machine_free(Machine *m) {
+    Chunk *c = m->chunks;
+    while (c != NULL) {
+        Chunk *next = c->next;
+        PyMem_RawFree(c);
+        c = next;
+    }
+    ItemChunk *ic = m->item_chunks;
+    while (ic != NULL) {
+        ItemChunk *next = ic->next;
+        PyMem_RawFree(ic);
+        ic = next;
+    }
+    Py_XDECREF(m->keep);
+    PyMem_RawFree(m->stack);
+    PyMem_RawFree(m->marks);
+    PyMem_RawFree(m->memo);
+}
+
+/* ---- the opcode interpreter ------------------------------------------------------------ */
+
+static int push(Machine *m, Node *n) {
+    if (n == NULL) return -1;
+    if (m->sp == m->stack_cap) {
+        Py_ssize_t cap = m->stack_cap ? m->stack_cap * 2 : 256;
+        Node **stack = (Node **)PyMem_RawRealloc(m->stack, (size_t)cap * sizeof(Node *));
+        if (stack == NULL) return -1;
+        m->stack = stack;
+        m->stack_cap = cap;
+    }
+    m->stack[m->sp++] = n;
+    return 0;
+}
+
+static int push_mark(Machine *m) {
+    if (m->nmarks == m->marks_cap) {
+        Py_ssize_t cap = m->marks_cap ? m->marks_cap * 2 : 64;
+        Py_ssize_t *marks = (Py_ssize_t *)PyMem_RawRealloc(m->marks, (size_t)cap * sizeof(Py_ssize_t));
+        if (marks == NULL) return -1;
+        m->marks = marks;
+        m->marks_cap = cap;
+    }
+    m->marks[m->nmarks++] = m->sp;
+    return 0;
+}
+
+/* The lowest stack slot the current opcode may consume: the innermost mark (the Python
+ * unpickler's "fence"); popping below it is a damaged stream there, so it is here too. */
+static Py_ssize_t fence(const Machine *m) { return m->nmarks ? m->marks[m->nmarks - 1] : 0; }
+
+/* Index of the innermost mark (the first stack slot above it), or -1 without one. */
+static Py_ssize_t pop_mark(Machine *m) {
+    if (m->nmarks == 0) return -1;
+    return m->marks[--m->nmarks];
+}
+
+/* Memo indices beyond this are refused (the Python unpickler would allocate for them). */
+#define MEMO_LIMIT ((Py_ssize_t)1 << 24)
+
+static int memo_put(Machine *m, Py_ssize_t index) {
+    if (m->sp <= fence(m) || index < 0 || index >= MEMO_LIMIT) return -1;
+    if (index >= m->memo_cap) {
+        Py_ssize_t cap = m->memo_cap ? m->memo_cap : 256;
+        while (cap <= index) cap *= 2;
+        Node **memo = (Node **)PyMem_RawRealloc(m->memo, (size_t)cap * sizeof(Node *));
+        if (memo == NULL) return -1;
+        memset(memo + m->memo_cap, 0, (size_t)(cap - m->memo_cap) * sizeof(Node *));
+        m->memo = memo;
+        m->memo_cap = cap;
+    }
+    if (m->memo[index] == NULL) m->memo_len++;
+    m->memo[index] = m->stack[m->sp - 1];
+    return 0;
+}
+
+static Node *memo_get(Machine *m, Py_ssize_t index) {
+    if (index < 0 || index >= m->memo_cap) return NULL;
+    return m->memo[index];
+}
+
+#define NEED(count)                                                                              \
+    do {                                                                                         \
+        if ((count) < 0 || m->len - m->pos < (Py_ssize_t)(count)) return NULL;                  \
+    } while (0)
+
+static uint64_t read_le(const unsigned char *p, int count) {
+    uint64_t value = 0;
+    for (int i = count - 1; i >= 0; i--) value = (value << 8) | p[i];
+    return value;
+}
+
+/* UTF-8 as Python's unpickler decodes it ("surrogatepass"): 0 invalid, 1 valid, 2 valid with an
+ * encoded surrogate. */
+static int utf8_check(const unsigned char *p, Py_ssize_t n) {
+    int surrogate = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int extra;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            extra = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            extra = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED && i + 1 < n && p[i + 1] >= 0xA0) surrogate = 1;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            extra = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return 0;
+        }
+        if (n - i <= extra) return 0;
+        if (p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (int k = 2; k <= extra; k++)
+            if (p[i + k] < 0x80 || p[i + k] > 0xBF) return 0;
+        i += extra + 1;
+    }
+    return surrogate ? 2 : 1;
+}
+
+static Node *make_str(Machine *m, Py_ssize_t size) {
+    NEED(size);
+    int utf8 = utf8_check(m->data + m->pos, size);
+    if (utf8 == 0) return NULL;
+    Node *n = new_node(m, K_STR);
+    if (n == NULL) return NULL;
+    n->surrogate = utf8 == 2;
+    n->u.s.p = (const char *)m->data + m->pos;
+    n->u.s.n = size;
+    m->pos += size;
+    return n;
+}
+
+/* Little-endian two's complement of ``size`` bytes (LONG1/LONG4); only what fits in int64. */
+static Node *make_long(Machine *m, Py_ssize_t size) {
+    NEED(size);
+    if (size > 8) return NULL;
+    Node *n = new_node(m, K_INT);
+    if (n == NULL) return NULL;
+    uint64_t raw = size ? read_le(m->data + m->pos, (int)size) : 0;
+    if (size > 0 && size < 8 && (m->data[m->pos + size - 1] & 0x80)) raw |= ~(uint64_t)0 << (8 * size);
+    n->u.i = (int64_t)raw;
+    m->pos += size;
+    return n;
+}
+
+static Node *make_int(Machine *m, int64_t value) {
+    Node *n = new_node(m, K_INT);
+    if (n != NULL) n->u.i = value;
+    return n;
+}
+
+/* Pops the items above the innermost mark into a new container of ``kind``. */
+static Node *collect(Machine *m, uint8_t kind) {
+    Py_ssize_t start = pop_mark(m);
+    if (start < 0 || start > m->sp) return NULL;
+    Py_ssize_t count = m->sp - start;
+    if (kind == K_DICT && count % 2) return NULL;
+    Node *n = new_node(m, kind);
+    if (n == NULL) return NULL;
+    if (count) {
+        n->u.seq.items = alloc_items(m, count);
+        if (n->u.seq.items == NULL) return NULL;
+        memcpy(n->u.seq.items, m->stack + start, (size_t)count * sizeof(Node *));
+        n->u.seq.n = n->u.seq.cap = count;
+    }
+    m->sp = start;
+    return n;
+}
+
+static Node *small_tuple(Machine *m, Py_ssize_t count) {
+    if (m->sp - fence(m) < count) return NULL;
+    Node *n = new_node(m, K_TUPLE);
+    if (n == NULL) return NULL;
+    n->u.seq.items = alloc_items(m, count);
+    if (n->u.seq.items == NULL) return NULL;
+    memcpy(n->u.seq.items, m->stack + m->sp - count, (size_t)count * sizeof(Node *));
+    n->u.seq.n = n->u.seq.cap = count;
+    m->sp -= count;
+    return n;
+}
+
+/* Keys the Python unpickler could hash (a list or dict key would raise there). */
+static int hashable_key(const Node *key) {
+    return key->kind != K_LIST && key->kind != K_DICT && key->kind != K_TUPLE;
+}
+
+/* Appends the stack items from ``start`` into the list just below them. */
+static int extend_list(Machine *m, Py_ssize_t start) {
+    if (start <= fence(m) || start > m->sp) return -1;
+    Node *list = m->stack[start - 1];
+    if (list->kind != K_LIST || seq_reserve(m, list, m->sp - start) < 0) return -1;
+    for (Py_ssize_t i = start; i < m->sp; i++) list->u.seq.items[list->u.seq.n++] = m->stack[i];
+    m->sp = start;
+    return 0;
+}
+
+static int set_items(Machine *m, Py_ssize_t start) {
+    if (start <= fence(m) || start > m->sp || (m->sp - start) % 2) return -1;
+    Node *dict = m->stack[start - 1];
+    if (dict->kind != K_DICT || seq_reserve(m, dict, m->sp - start) < 0) return -1;
+    for (Py_ssize_t i = start; i < m->sp; i += 2) {
+        if (!hashable_key(m->stack[i])) return -1;
+        dict->u.seq.items[dict->u.seq.n++] = m->stack[i];
+        dict->u.seq.items[dict->u.seq.n++] = m->stack[i + 1];
+    }
+    m->sp = start;
+    return 0;
+}
+
+/* Runs the opcodes to STOP; the unpickled value, or NULL for anything not understood. */
+static Node *run(Machine *m) {
+    while (m->pos < m->len) {
+        unsigned char op = m->data[m->pos++];
+        Node *n = NULL;
+        Py_ssize_t start;
+        switch (op) {
+        case 0x80: /* PROTO */
+            NEED(1);
+            if (m->data[m->pos] > 5) return NULL;
+            m->pos += 1;
+            continue;
+        case 0x95: /* FRAME: a length prefix only; the data follows in line */
+            NEED(8);
+            if (read_le(m->data + m->pos, 8) > (uint64_t)(m->len - m->pos - 8)) return NULL;
+            m->pos += 8;
+            continue;
+        case '.': /* STOP */
+            if (m->sp <= fence(m)) return NULL;
+            return m->stack[m->sp - 1];
+        case '(': /* MARK */
+            if (push_mark(m) < 0) return NULL;
+            continue;
+        case '0': /* POP */
+            if (m->nmarks && m->marks[m->nmarks - 1] == m->sp) {
+                m->nmarks--;
+            } else {
+                if (m->sp < 1) return NULL;
+                m->sp--;
+            }
+            continue;
+        case '1': /* POP_MARK */
+            start = pop_mark(m);
+            if (start < 0 || start > m->sp) return NULL;
+            m->sp = start;
+            continue;
+        case '2': /* DUP */
+            if (m->sp <= fence(m)) return NULL;
+            n = m->stack[m->sp - 1];
+            break;
+        case 'N':
+            n = &NONE_NODE;
+            break;
+        case 0x88: /* NEWTRUE */
+            n = &TRUE_NODE;
+            break;
+        case 0x89: /* NEWFALSE */
+            n = &FALSE_NODE;
+            break;
+        case 'J': /* BININT */
+            NEED(4);
+            n = make_int(m, (int32_t)(uint32_t)read_le(m->data + m->pos, 4));
+            m->pos += 4;
+            break;
+        case 'K': /* BININT1 */
+            NEED(1);
+            n = make_int(m, m->data[m->pos]);
+            m->pos += 1;
+            break;
+        case 'M': /* BININT2 */
+            NEED(2);
+            n = make_int(m, (int64_t)read_le(m->data + m->pos, 2));
+            m->pos += 2;
+            break;
+        case 0x8a: /* LONG1 */
+            NEED(1);
+            m->pos += 1;
+            n = make_long(m, m->data[m->pos - 1]);
+            break;
+        case 0x8b: { /* LONG4 */
+            NEED(4);
+            int32_t size = (int32_t)(uint32_t)read_le(m->data + m->pos, 4);
+            m->pos += 4;
+            if (size < 0) return NULL;
+            n = make_long(m, size);
+            break;
+        }
+        case 'G': { /* BINFLOAT: big-endian IEEE 754 double */
+            NEED(8);
+            uint64_t raw = 0;
+            for (int i = 0; i < 8; i++) raw = (raw << 8) | m->data[m->pos + i];
+            m->pos += 8;
+            n = new_node(m, K_FLOAT);
+            if (n != NULL) memcpy(&n->u.f, &raw, sizeof(double));
+            break;
+        }
+        case 0x8c: /* SHORT_BINUNICODE */
+            NEED(1);
+            m->pos += 1;
+            n = make_str(m, m->data[m->pos - 1]);
+            break;
+        case 'X': /* BINUNICODE */
+            NEED(4);
+            m->pos += 4;
+            n = make_str(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4));
+            break;
+        case 0x8d: { /* BINUNICODE8 */
+            NEED(8);
+            uint64_t size = read_le(m->data + m->pos, 8);
+            m->pos += 8;
+            if (size > (uint64_t)PY_SSIZE_T_MAX) return NULL;
+            n = make_str(m, (Py_ssize_t)size);
+            break;
+        }
+        case ']': /* EMPTY_LIST */
+            n = new_node(m, K_LIST);
+            break;
+        case '}': /* EMPTY_DICT */
+            n = new_node(m, K_DICT);
+            break;
+        case ')': /* EMPTY_TUPLE */
+            n = new_node(m, K_TUPLE);
+            break;
+        case 'l': /* LIST */
+            n = collect(m, K_LIST);
+            break;
+        case 't': /* TUPLE */
+            n = collect(m, K_TUPLE);
+            break;
+        case 'd': /* DICT */
+            n = collect(m, K_DICT);
+            if (n != NULL)
+                for (Py_ssize_t i = 0; i < n->u.seq.n; i += 2)
+                    if (!hashable_key(n->u.seq.items[i])) return NULL;
+            break;
+        case 0x85: /* TUPLE1 */
+        case 0x86: /* TUPLE2 */
+        case 0x87: /* TUPLE3 */
+            n = small_tuple(m, op - 0x84);
+            break;
+        case 'a': /* APPEND */
+            if (extend_list(m, m->sp - 1) < 0) return NULL;
+            continue;
+        case 'e': /* APPENDS */
+            if (extend_list(m, pop_mark(m)) < 0) return NULL;
+            continue;
+        case 's': /* SETITEM */
+            if (set_items(m, m->sp - 2) < 0) return NULL;
+            continue;
+        case 'u': /* SETITEMS */
+            if (set_items(m, pop_mark(m)) < 0) return NULL;
+            continue;
+        case 'q': /* BINPUT */
+            NEED(1);
+            m->pos += 1;
+            if (memo_put(m, m->data[m->pos - 1]) < 0) return NULL;
+            continue;
+        case 'r': /* LONG_BINPUT */
+            NEED(4);
+            m->pos += 4;
+            if (memo_put(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4)) < 0) return NULL;
+            continue;
+        case 0x94: /* MEMOIZE */
+            if (memo_put(m, m->memo_len) < 0) return NULL;
+            continue;
+        case 'h': /* BINGET */
+            NEED(1);
+            m->pos += 1;
+            n = memo_get(m, m->data[m->pos - 1]);
+            break;
+        case 'j': /* LONG_BINGET */
+            NEED(4);
+            m->pos += 4;
+            n = memo_get(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4));
+            break;
+        default: /* anything else (globals, reduce, bytes, text opcodes...): the Python path */
+            return NULL;
+        }
+        if (push(m, n) < 0) return NULL;
+    }
+    return NULL; /* no STOP: truncated */
+}
+
+/* ---- arena values -> Python objects (the small parts of a dump) ------------------------ */
+
+#define MAX_DEPTH 200
+
+static PyObject *to_python(PyObject *keep, Node *n, int depth) {
+    switch (n->kind) {
+    case K_NONE:
+        Py_RETURN_NONE;
+    case K_BOOL:
+        return PyBool_FromLong((long)n->u.i);
+    case K_INT:
+        return PyLong_FromLongLong(n->u.i);
+    case K_FLOAT:
+        return PyFloat_FromDouble(n->u.f);
+    case K_STR:
+        return PyUnicode_DecodeUTF8(n->u.s.p, n->u.s.n, "surrogatepass");
+    default:
+        break;
+    }
+    if (n->py != NULL) {
+        Py_INCREF(n->py);
+        return n->py;
+    }
+    if (n->visiting || depth > MAX_DEPTH) return NULL; /* a cycle or absurd nesting: the Python path */
+    n->visiting = 1;
+    PyObject *result = NULL;
+    Py_ssize_t count = n->u.seq.n;
+    if (n->kind == K_DICT) {
+        result = PyDict_New();
+        for (Py_ssize_t i = 0; result != NULL && i < count; i += 2) {
+            PyObject *key = to_python(keep, n->u.seq.items[i], depth + 1);
+            PyObject *value = key ? to_python(keep, n->u.seq.items[i + 1], depth + 1) : NULL;
+            if (value == NULL || PyDict_SetItem(result, key, value) < 0) Py_CLEAR(result);
+            Py_XDECREF(key);
+            Py_XDECREF(value);
+        }
+    } else {
+        result = n->kind == K_LIST ? PyList_New(count) : PyTuple_New(count);
+        for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+            PyObject *item = to_python(keep, n->u.seq.items[i], depth + 1);
+            if (item == NULL) {
+                Py_CLEAR(result);
+            } else if (n->kind == K_LIST) {
+                PyList_SET_ITEM(result, i, item);
+            } else {
+                PyTuple_SET_ITEM(result, i, item);
+            }
+        }
+    }
+    n->visiting = 0;
+    if (result != NULL) {
+        if (PyList_Append(keep, result) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        n->py = result;
+    }
+    return result;
+}
+
+/* ---- column builders ------------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    Py_ssize_t n, cap;
+} Buffer;
+
+static int buf_reserve(Buffer *b, Py_ssize_t extra) {
+    if (b->n + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->n + extra) cap *= 2;
+    char *p = (char *)PyMem_RawRealloc(b->p, (size_t)cap);
+    if (p == NULL) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_put(Buffer *b, const void *src, Py_ssize_t size) {
+    if (b->n + size > b->cap && buf_reserve(b, size) < 0) return -1;
+    memcpy(b->p + b->n, src, (size_t)size);
+    b->n += size;
+    return 0;
+}
+
+static inline int buf_i32(Buffer *b, int32_t v) { return buf_put(b, &v, 4); }
+
+static PyObject *buf_bytes(Buffer *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", b->n); }
+
+/* Validity, one byte per value while building; packed into Arrow's LSB bitmap at the end. */
+typedef struct {
+    Buffer bytes;
+    Py_ssize_t length, nulls;
+} Validity;
+
+static inline int valid_push(Validity *v, int valid) {
+    char flag = (char)(valid != 0);
+    if (buf_put(&v->bytes, &flag, 1) < 0) return -1;
+    v->nulls += !valid;
+    v->length++;
+    return 0;
+}
+
+/* Booleans, one byte per value -> Arrow's bit-packed layout. */
+static PyObject *packed_bits(const Buffer *bytes) {
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, (bytes->n + 7) / 8);
+    if (packed == NULL) return NULL;
+    unsigned char *bits = (unsigned char *)PyBytes_AS_STRING(packed);
+    memset(bits, 0, (size_t)(bytes->n + 7) / 8);
+    for (Py_ssize_t i = 0; i < bytes->n; i++)
+        if (bytes->p[i]) bits[i / 8] |= (unsigned char)(1 << (i % 8));
+    return packed;
+}
+
+/* (validity bitmap or None, null count) */
+static PyObject *validity_pair(Validity *v) {
+    if (v->nulls == 0) return Py_BuildValue("(On)", Py_None, (Py_ssize_t)0);
+    PyObject *bits = packed_bits(&v->bytes);
+    if (bits == NULL) return NULL;
+    return Py_BuildValue("(Nn)", bits, v->nulls);
+}
+
+/* Strings: int32 offsets + UTF-8 data (checked by the caller, as Arrow requires). */
+typedef struct {
+    Buffer offsets, data;
+} Strings;
+
+static int strings_init(Strings *s) { return buf_i32(&s->offsets, 0); }
+
+static int strings_push(Strings *s, const Node *n) {
+    if (n != NULL && n->kind == K_STR) {
+        if (n->surrogate) return -1;
+        if (s->data.n + n->u.s.n > INT32_MAX) return -1;
+        if (buf_put(&s->data, n->u.s.p, n->u.s.n) < 0) return -1;
+    }
+    return buf_i32(&s->offsets, (int32_t)s->data.n);
+}
+
+typedef enum { F_INT, F_FLOAT, F_BOOL, F_STR, F_SHAPES, F_STRS } FieldType;
+
+typedef struct {
+    const char *name;
+    FieldType type;
+} FieldSpec;
+
+/* The entry fields read directly; the order is the Python side's. */
+static const FieldSpec FIELDS[] = {
+    {"record_id", F_INT},
+    {"pg_id", F_INT},
+    {"collective_seq_id", F_INT},
+    {"p2p_seq_id", F_INT},
+    {"op_id", F_INT},
+    {"timeout_ms", F_INT},
+    {"duration_ms", F_FLOAT},
+    {"time_created_ns", F_INT},
+    {"time_discovered_started_ns", F_INT},
+    {"time_discovered_completed_ns", F_INT},
+    {"state", F_STR},
+    {"retired", F_BOOL},
+    {"is_p2p", F_BOOL},
+    {"thread_name", F_STR},
+    {"thread_id", F_STR},
+    {"profiling_name", F_STR},
+    {"input_sizes", F_SHAPES},
+    {"output_sizes", F_SHAPES},
+    {"input_dtypes", F_STRS},
+    {"output_dtypes", F_STRS},
+};
+#define N_FIELDS ((int)(sizeof(FIELDS) / sizeof(FIELDS[0])))
+/* Further keys the decoder looks for: the group, the stack and the older spellings. */
+enum { SLOT_GROUP = N_FIELDS, SLOT_FRAMES, SLOT_ALIAS, N_SLOTS };
+
+typedef struct {
+    Validity valid;
+    Buffer values;       /* F_INT, F_FLOAT: 8 bytes each; F_BOOL: bits */
+    Strings strings;     /* F_STR; F_STRS: the items */
+    Buffer list_offsets; /* F_SHAPES, F_STRS: outer list offsets */
+    Buffer inner_offsets; /* F_SHAPES: inner list offsets */
+} Column;
+
+static int column_init(Column *c, FieldType type) {
+    if (type == F_STR || type == F_STRS)
+        if (strings_init(&c->strings) < 0) return -1;
+    if (type == F_SHAPES || type == F_STRS)
+        if (buf_i32(&c->list_offsets, 0) < 0) return -1;
+    if (type == F_SHAPES)
+        if (buf_i32(&c->inner_offsets, 0) < 0) return -1;
+    return 0;
+}
+
+static void column_free(Column *c) {
+    PyMem_RawFree(c->valid.bytes.p);
+    PyMem_RawFree(c->values.p);
+    PyMem_RawFree(c->strings.offsets.p);
+    PyMem_RawFree(c->strings.data.p);
+    PyMem_RawFree(c->list_offsets.p);
+    PyMem_RawFree(c->inner_offsets.p);
+}
+
+static int is_seq(const Node *n) { return n->kind == K_LIST || n->kind == K_TUPLE; }
+
+/* Appends one entry's value (NULL: key absent); -1 when its type needs the Python path. */
+static int column_push(Column *c, FieldType type, const Node *n) {
+    int present = n != NULL && n->kind != K_NONE;
+    if (valid_push(&c->valid, present) < 0) return -1;
+    switch (type) {
+    case F_INT:
+    case F_FLOAT: {
+        int64_t raw = 0;
+        if (present) {
+            if (n->kind != (type == F_INT ? K_INT : K_FLOAT)) return -1;
+            memcpy(&raw, &n->u, 8);
+        }
+        return buf_put(&c->values, &raw, 8);
+    }
+    case F_BOOL: {
+        if (present && n->kind != K_BOOL) return -1;
+        char flag = (char)(present && n->u.i);
+        return buf_put(&c->values, &flag, 1);
+    }
+    case F_STR:
+        if (present && n->kind != K_STR) return -1;
+        return strings_push(&c->strings, present ? n : NULL);
+    case F_STRS:
+        if (present) {
+            if (!is_seq(n)) return -1;
+            for (Py_ssize_t i = 0; i < n->u.seq.n; i++) {
+                if (n->u.seq.items[i]->kind != K_STR) return -1;
+                if (strings_push(&c->strings, n->u.seq.items[i]) < 0) return -1;
+            }
+        }
+        return buf_i32(&c->list_offsets, (int32_t)(c->strings.offsets.n / 4 - 1));
+    case F_SHAPES:
+        if (present) {
+            if (!is_seq(n)) return -1;
+            for (Py_ssize_t i = 0; i < n->u.seq.n; i++) {
+                const Node *shape = n->u.seq.items[i];
+                if (!is_seq(shape)) return -1;
+                for (Py_ssize_t j = 0; j < shape->u.seq.n; j++) {
+                    if (shape->u.seq.items[j]->kind != K_INT) return -1;
+                    if (buf_put(&c->values, &shape->u.seq.items[j]->u.i, 8) < 0) return -1;
+                }
+                if (c->values.n / 8 > INT32_MAX) return -1;
+                if (buf_i32(&c->inner_offsets, (int32_t)(c->values.n / 8)) < 0) return -1;
+            }
+        }
+        if (c->inner_offsets.n / 4 - 1 > INT32_MAX) return -1;
+        return buf_i32(&c->list_offsets, (int32_t)(c->inner_offsets.n / 4 - 1));
+    }
+    return -1;
+}
+
+/* The column as a tuple of buffers for pyarrow.Array.from_buffers on the Python side. */
+static PyObject *column_result(Column *c, FieldType type) {
+    PyObject *validity = validity_pair(&c->valid);
+    if (validity == NULL) return NULL;
+    switch (type) {
+    case F_INT:
+    case F_FLOAT:
+        return Py_BuildValue("(NN)", validity, buf_bytes(&c->values));
+    case F_BOOL:
+        return Py_BuildValue("(NN)", validity, packed_bits(&c->values));
+    case F_STR:
+        return Py_BuildValue("(NNN)", validity, buf_bytes(&c->strings.offsets), buf_bytes(&c->strings.data));
+    case F_STRS:
+        return Py_BuildValue("(NNNN)", validity, buf_bytes(&c->list_offsets), buf_bytes(&c->strings.offsets),
+                             buf_bytes(&c->strings.data));
+    case F_SHAPES:
+        return Py_BuildValue("(NNNN)", validity, buf_bytes(&c->list_offsets), buf_bytes(&c->inner_offsets),
+                             buf_bytes(&c->values));
+    }
+    Py_DECREF(validity);
+    return NULL;
+}
+
+/* Which slot a key names: -1 not a string, -2 a string of no interest. */
+static int slot_lookup(const Node *key) {
+    if (key->kind != K_STR) return -1;
+    for (int i = 0; i < N_FIELDS; i++)
+        if ((Py_ssize_t)strlen(FIELDS[i].name) == key->u.s.n && memcmp(FIELDS[i].name, key->u.s.p, key->u.s.n) == 0)
+            return i;
+    if (key->u.s.n == 13 && memcmp(key->u.s.p, "process_group", 13) == 0) return SLOT_GROUP;
+    if (key->u.s.n == 6 && memcmp(key->u.s.p, "frames", 6) == 0) return SLOT_FRAMES;
+    if ((key->u.s.n == 6 && memcmp(key->u.s.p, "seq_id", 6) == 0) ||
+        (key->u.s.n == 5 && memcmp(key->u.s.p, "sizes", 5) == 0))
+        return SLOT_ALIAS;
+    return -2;
+}
+
+static int slot_of(Node *key) {
+    if (key->kind != K_STR) return -1;
+    if (key->slot == 0) key->slot = (int8_t)(slot_lookup(key) + 3);
+    return key->slot - 3;
+}
+
+/* ---- distinct stacks: entries share frame dicts through the memo ----------------------- */
+
+typedef struct {
+    Node *frames; /* first list seen with this sequence of frame nodes */
+    uint64_t hash;
+} StackSlot;
+
+typedef struct {
+    StackSlot *slots;
+    int32_t *codes; /* slot -> code */
+    Py_ssize_t cap, count;
+    Node **distinct; /* code -> frames list */
+} StackTable;
+
+static uint64_t frames_hash(const Node *frames) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)frames->u.seq.n;
+    for (Py_ssize_t i = 0; i < frames->u.seq.n; i++) {
+        h ^= (uint64_t)(uintptr_t)frames->u.seq.items[i];
+        h *= 1099511628211ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static int same_frames(const Node *a, const Node *b) {
+    return a->u.seq.n == b->u.seq.n &&
+           (a->u.seq.n == 0 || memcmp(a->u.seq.items, b->u.seq.items, (size_t)a->u.seq.n * sizeof(Node *)) == 0);
+}
+
+static int stacks_grow(StackTable *t) {
+    Py_ssize_t cap = t->cap ? t->cap * 2 : 64;
+    StackSlot *slots = (StackSlot *)PyMem_RawCalloc((size_t)cap, sizeof(StackSlot));
+    int32_t *codes = (int32_t *)PyMem_RawMalloc((size_t)cap * sizeof(int32_t));
+    Node **distinct = (Node **)PyMem_RawRealloc(t->distinct, (size_t)cap * sizeof(Node *));
+    if (slots == NULL || codes == NULL || distinct == NULL) {
+        PyMem_RawFree(slots);
+        PyMem_RawFree(codes);
+        if (distinct != NULL) t->distinct = distinct;
+        return -1;
+    }
+    t->distinct = distinct;
+    for (Py_ssize_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].frames == NULL) continue;
+        Py_ssize_t at = (Py_ssize_t)(t->slots[i].hash & (uint64_t)(cap - 1));
+        while (slots[at].frames != NULL) at = (at + 1) & (cap - 1);
+        slots[at] = t->slots[i];
+        codes[at] = t->codes[i];
+    }
+    PyMem_RawFree(t->slots);
+    PyMem_RawFree(t->codes);
+    t->slots = slots;
+    t->codes = codes;
+    t->cap = cap;
+    return 0;
+}
+
+/* The code of this frames list (None frames have their own code, like any distinct value). */
+static int32_t stack_code(StackTable *t, Node *frames) {
+    if ((t->count + 1) * 2 > t->cap && stacks_grow(t) < 0) return -1;
+    uint64_t h = frames->kind == K_NONE ? 0 : frames_hash(frames);
+    Py_ssize_t at = (Py_ssize_t)(h & (uint64_t)(t->cap - 1));
+    while (t->slots[at].frames != NULL) {
+        Node *seen = t->slots[at].frames;
+        if (t->slots[at].hash == h && seen->kind == frames->kind && (frames->kind == K_NONE || same_frames(seen, frames)))
+            return t->codes[at];
+        at = (at + 1) & (t->cap - 1);
+    }
+    if (t->count >= INT32_MAX) return -1;
+    t->slots[at].frames = frames;
+    t->slots[at].hash = h;
+    t->codes[at] = (int32_t)t->count;
+    t->distinct[t->count] = frames;
+    return (int32_t)t->count++;
+}
+
+/* ---- decode() -------------------------------------------------------------------------- */
+
+static Node *dict_get(const Node *dict, const char *name) {
+    Node *found = NULL;
+    Py_ssize_t size = (Py_ssize_t)strlen(name);
+    for (Py_ssize_t i = 0; i < dict->u.seq.n; i += 2) {
+        const Node *key = dict->u.seq.items[i];
+        if (key->kind == K_STR && key->u.s.n == size && memcmp(key->u.s.p, name, (size_t)size) == 0)
+            found = dict->u.seq.items[i + 1]; /* the last value of a repeated key wins, as in Python */
+    }
+    return found;
+}
+
+/* The top-level dict without "entries", as a Python dict. */
+static PyObject *top_without_entries(Machine *m, Node *top) {
+    PyObject *result = PyDict_New();
+    for (Py_ssize_t i = 0; result != NULL && i < top->u.seq.n; i += 2) {
+        Node *key = top->u.seq.items[i];
+        if (key->kind == K_STR && key->u.s.n == 7 && memcmp(key->u.s.p, "entries", 7) == 0) continue;
+        PyObject *k = to_python(m->keep, key, 1);
+        PyObject *v = k ? to_python(m->keep, top->u.seq.items[i + 1], 1) : NULL;
+        if (v == NULL || PyDict_SetItem(result, k, v) < 0) Py_CLEAR(result);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    return result;
+}
+
+typedef struct {
+    Column columns[N_FIELDS];
+    Validity name_valid, desc_valid;
+    Strings group_names, group_descs;
+    Buffer stack_codes;
+    StackTable stacks;
+} Builders;
+
+static void builders_free(Builders *b) {
+    for (int i = 0; i < N_FIELDS; i++) column_free(&b->columns[i]);
+    PyMem_RawFree(b->name_valid.bytes.p);
+    PyMem_RawFree(b->desc_valid.bytes.p);
+    PyMem_RawFree(b->group_names.offsets.p);
+    PyMem_RawFree(b->group_names.data.p);
+    PyMem_RawFree(b->group_descs.offsets.p);
+    PyMem_RawFree(b->group_descs.data.p);
+    PyMem_RawFree(b->stack_codes.p);
+    PyMem_RawFree(b->stacks.slots);
+    PyMem_RawFree(b->stacks.codes);
+    PyMem_RawFree(b->stacks.distinct);
+}
+
+/* One entry into the builders; -1 when it needs the Python path. */
+static int add_entry(Builders *b, const Node *entry) {
+    Node *slots[N_SLOTS] = {NULL};
+    if (entry->kind != K_DICT) return -1;
+    for (Py_ssize_t i = 0; i < entry->u.seq.n; i += 2) {
+        int slot = slot_of(entry->u.seq.items[i]);
+        if (slot >= 0) slots[slot] = entry->u.seq.items[i + 1];
+    }
+    if (slots[SLOT_ALIAS] != NULL) return -1; /* older spellings: the Python path reads them */
+    for (int i = 0; i < N_FIELDS; i++)
+        if (column_push(&b->columns[i], FIELDS[i].type, slots[i]) < 0) return -1;
+
+    /* process_group: a (name, desc, ...) sequence of strings or None; anything else, Python. */
+    Node *group = slots[SLOT_GROUP];
+    const Node *name = NULL, *desc = NULL;
+    if (group != NULL && group->kind != K_NONE) {
+        if (!is_seq(group) || group->u.seq.n < 2) return -1;
+        for (Py_ssize_t i = 0; i < group->u.seq.n; i++) {
+            const Node *item = group->u.seq.items[i];
+            if ((item->kind != K_STR && item->kind != K_NONE) || (item->kind == K_STR && item->surrogate)) return -1;
+        }
+        name = group->u.seq.items[0];
+        desc = group->u.seq.items[1];
+    }
+    if (valid_push(&b->name_valid, name != NULL && name->kind == K_STR) < 0) return -1;
+    if (valid_push(&b->desc_valid, desc != NULL && desc->kind == K_STR) < 0) return -1;
+    if (strings_push(&b->group_names, name) < 0 || strings_push(&b->group_descs, desc) < 0) return -1;
+
+    /* frames: a list of frame dicts (or None); identical stacks share their frame nodes. */
+    Node *frames = slots[SLOT_FRAMES] ? slots[SLOT_FRAMES] : &NONE_NODE;
+    if (frames->kind != K_NONE) {
+        if (frames->kind != K_LIST) return -1;
+        for (Py_ssize_t i = 0; i < frames->u.seq.n; i++)
+            if (frames->u.seq.items[i]->kind != K_DICT) return -1;
+    }
+    int32_t code = stack_code(&b->stacks, frames);
+    if (code < 0) return -1;
+    return buf_i32(&b->stack_codes, code);
+}
+
+static PyObject *build_result(Machine *m, Node *top, Node *entries, Builders *b) {
+    Py_ssize_t count = entries->u.seq.n;
+    for (int i = 0; i < N_FIELDS; i++)
+        if (column_init(&b->columns[i], FIELDS[i].type) < 0) return NULL;
+    if (strings_init(&b->group_names) < 0 || strings_init(&b->group_descs) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (add_entry(b, entries->u.seq.items[i]) < 0) return NULL;
+
+    PyObject *columns = PyDict_New();
+    if (columns == NULL) return NULL;
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *buffers = column_result(&b->columns[i], FIELDS[i].type);
+        if (buffers == NULL || PyDict_SetItemString(columns, FIELDS[i].name, buffers) < 0) {
+            Py_XDECREF(buffers);
+            Py_DECREF(columns);
+            return NULL;
+        }
+        Py_DECREF(buffers);
+    }
+    PyObject *distinct = PyList_New(b->stacks.count);
+    for (Py_ssize_t i = 0; distinct != NULL && i < b->stacks.count; i++) {
+        PyObject *stack = to_python(m->keep, b->stacks.distinct[i], 1);
+        if (stack == NULL) {
+            Py_CLEAR(distinct);
+        } else {
+            PyList_SET_ITEM(distinct, i, stack);
+        }
+    }
+    PyObject *top_dict = distinct ? top_without_entries(m, top) : NULL;
+    PyObject *name_validity = top_dict ? validity_pair(&b->name_valid) : NULL;
+    PyObject *desc_validity = name_validity ? validity_pair(&b->desc_valid) : NULL;
+    if (desc_validity == NULL) {
+        Py_XDECREF(name_validity);
+        Py_DECREF(columns);
+        Py_XDECREF(distinct);
+        Py_XDECREF(top_dict);
+        return NULL;
+    }
+    return Py_BuildValue("(NnN((NNN)(NNN))(NN))", top_dict, count, columns, name_validity,
+                         buf_bytes(&b->group_names.offsets), buf_bytes(&b->group_names.data), desc_validity,
+                         buf_bytes(&b->group_descs.offsets), buf_bytes(&b->group_descs.data),
+                         buf_bytes(&b->stack_codes), distinct);
+}
+
+PyDoc_STRVAR(decode_doc,
+             "decode(data) -> tuple | None\n\n"
+             "Decode a flight-recorder pickle (a dict with an 'entries' list of plain dicts) into\n"
+             "(top-level dict without 'entries', entry count, {field: buffers}, group buffers,\n"
+             "(stack codes, distinct stacks)). None when the dump needs the Python unpickler:\n"
+             "anything but plain data, damage, or a field of an unexpected type.");
+
+static PyObject *decode(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Machine m;
+    memset(&m, 0, sizeof(m));
+    m.data = (const unsigned char *)view.buf;
+    m.len = view.len;
+    Builders b;
+    memset(&b, 0, sizeof(b));
+    PyObject *result = NULL;
+    m.keep = PyList_New(0);
+    Node *top = m.keep ? run(&m) : NULL;
+    if (top != NULL && top->kind == K_DICT) {
+        Node *entries = dict_get(top, "entries");
+        if (entries != NULL && entries->kind == K_LIST) result = build_result(&m, top, entries, &b);
+    }
+    builders_free(&b);
+    machine_free(&m);
+    PyBuffer_Release(&view);
+    if (result == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) && !PyErr_ExceptionMatches(PyExc_MemoryError))
+                return NULL;
+            PyErr_Clear();
+        }
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_O, decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fr_pickle_columns",
+    "Flight-recorder pickles decoded straight into column buffers (a fast path; see decode()).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fr_pickle_columns(void) { return PyModule_Create(&module); }

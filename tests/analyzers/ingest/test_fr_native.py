@@ -1,0 +1,265 @@
+"""The compiled flight-recorder decoder against the restricted Python unpickler.
+
+The compiled path may only ever be a faster way to the same result: for every input, the
+parser's output (tables, problems, rejected counts) with it must equal the output without it.
+Checked on every pickle under fixtures/, tests/ and the shared samples, on generated dumps with
+every field type the format allows (and many it does not), and on mutated real dumps.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers.fr_dumps import frame
+from tracecore.analyzers.ingest import flight_recorder, fr_native
+from tracecore.analyzers.ingest.base import FileContext, ParseOutput
+from tracecore.analyzers.ingest.manifest import Manifest
+
+REPO = Path(__file__).resolve().parents[3]
+COMPILED = fr_native._fr_pickle_columns
+pytestmark = pytest.mark.skipif(COMPILED is None, reason="compiled decoder not built (no C compiler)")
+EXAMPLES = int(os.environ.get("TRACECORE_FUZZ_EXAMPLES", "60"))
+
+
+def parse(data: bytes, compiled: bool, rel: str = "trace/rank_3") -> ParseOutput:
+    saved = fr_native._fr_pickle_columns
+    fr_native._fr_pickle_columns = COMPILED if compiled else None
+    try:
+        ctx = FileContext(Path(rel), rel, data, None, Manifest(), 0)
+        return flight_recorder.FlightRecorderParser().parse(ctx)
+    finally:
+        fr_native._fr_pickle_columns = saved
+
+
+def differences(data: bytes, rel: str = "trace/rank_3") -> list[str]:
+    """What differs between the two paths' outputs (empty: identical)."""
+    fast, slow = parse(data, True, rel), parse(data, False, rel)
+    found = []
+    if fast.tables.keys() != slow.tables.keys():
+        found.append(f"tables {sorted(fast.tables)} != {sorted(slow.tables)}")
+    for name in fast.tables.keys() & slow.tables.keys():
+        a, b = fast.tables[name], slow.tables[name]
+        if a.schema != b.schema:
+            found.append(f"{name}: schema differs")
+            continue
+        for column in a.column_names:
+            if not a[column].equals(b[column]):
+                found.append(f"{name}.{column}: {a[column].to_pylist()[:3]} != {b[column].to_pylist()[:3]}")
+    if [str(p) for p in fast.problems] != [str(p) for p in slow.problems]:
+        found.append(f"problems {fast.problems} != {slow.problems}")
+    if fast.rejected != slow.rejected or fast.records != slow.records:
+        found.append(f"ledger {fast.rejected}/{fast.records} != {slow.rejected}/{slow.records}")
+    return found
+
+
+def pickles_under(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and ".git" not in path.parts:
+                with path.open("rb") as handle:
+                    if handle.read(1) == b"\x80":
+                        found.append(path)
+    return found
+
+
+def test_every_pickle_in_the_repository_reads_the_same_both_ways() -> None:
+    files = pickles_under(REPO / "fixtures", REPO / "tests", REPO.parent / "shared" / "samples")
+    assert len(files) > 100
+    failures = {}
+    for path in files:
+        found = differences(path.read_bytes(), str(path.relative_to(REPO.parent)))
+        if found:
+            failures[str(path)] = found
+    assert not failures, failures
+
+
+def test_torch_written_dumps_take_the_compiled_path() -> None:
+    # Real torch 2.13 dumps (fixtures/samples/fr): the fast path must not silently decline them.
+    files = [p for p in pickles_under(REPO / "fixtures" / "samples") if "rank" in p.name]
+    assert files
+    declined = [p for p in files if COMPILED.decode(p.read_bytes()) is None]
+    assert not declined, declined
+
+
+def test_declines_what_it_does_not_understand() -> None:
+    entry = {"record_id": 0, "frames": []}
+    assert COMPILED.decode(pickle.dumps({"entries": [entry]}, protocol=2)) is not None
+    assert COMPILED.decode(pickle.dumps([entry], protocol=2)) is None  # pre-2024 bare list
+    assert COMPILED.decode(pickle.dumps({"entries": [entry], "x": b"raw"}, protocol=2)) is None
+    assert COMPILED.decode(pickle.dumps({"entries": [{"record_id": 2**70}]}, protocol=2)) is None
+    assert COMPILED.decode(pickle.dumps({"entries": [{"record_id": "7"}]}, protocol=2)) is None
+    assert COMPILED.decode(pickle.dumps({"entries": [{"seq_id": 1}]}, protocol=2)) is None
+    assert COMPILED.decode(pickle.dumps({"entries": [entry]}, protocol=2)[:-1]) is None
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    assert COMPILED.decode(pickle.dumps({"entries": [entry], "loop": cyclic}, protocol=2)) is None
+    assert COMPILED.decode(b"\x80\x02cos\nsystem\nq\x00.") is None
+    assert COMPILED.decode(b"") is None
+    assert COMPILED.decode(b"\x80\x02}q\x00h\x05.") is None  # memo slot never written
+
+
+def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
+    good = pickle.dumps({"entries": [{"state": "completed", "thread_name": "main"}]}, protocol=2)
+    # An encoded surrogate (Python's unpickler accepts it; Arrow strings cannot hold it).
+    surrogate = good.replace(b"main", b"m\xed\xa0\x80")
+    assert COMPILED.decode(surrogate) is None
+    assert not differences(surrogate)
+    invalid = good.replace(b"main", b"m\xff\xfe\x80")
+    assert COMPILED.decode(invalid) is None
+    assert not differences(invalid)
+
+
+# -- generated dumps: every field with values of many types --------------------------------
+
+_ANY_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=2**63, max_value=2**80),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+)
+_SHAPE = st.lists(st.integers(min_value=-5, max_value=2**40), max_size=3)
+_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "record_id": st.one_of(st.integers(0, 10**6), _ANY_SCALAR),
+    "pg_id": st.one_of(st.integers(0, 8), _ANY_SCALAR),
+    "collective_seq_id": st.one_of(st.integers(0, 10**6), _ANY_SCALAR),
+    "p2p_seq_id": st.integers(0, 10),
+    "op_id": st.integers(0, 10**6),
+    "timeout_ms": st.one_of(st.just(600000), _ANY_SCALAR),
+    "duration_ms": st.one_of(st.floats(0, 1e4), st.none(), st.integers(0, 9)),
+    "time_created_ns": st.one_of(st.integers(0, 2**62), st.none(), st.just(0)),
+    "time_discovered_started_ns": st.one_of(st.integers(0, 2**62), st.none()),
+    "time_discovered_completed_ns": st.one_of(st.integers(0, 2**62), st.none(), st.text(max_size=3)),
+    "state": st.one_of(st.sampled_from(["scheduled", "started", "completed"]), _ANY_SCALAR),
+    "retired": st.one_of(st.booleans(), st.none(), st.integers(0, 1)),
+    "is_p2p": st.one_of(st.booleans(), st.none()),
+    "thread_name": st.one_of(st.text(max_size=8), st.none()),
+    "thread_id": st.one_of(st.text("0123456789", max_size=8), st.integers(0, 99)),
+    "profiling_name": st.one_of(
+        st.sampled_from(["nccl:all_reduce", "nccl:send 0->1", "nccl:recv 1<-0", "gloo:broadcast", ""]),
+        _ANY_SCALAR,
+    ),
+    "input_sizes": st.one_of(
+        st.lists(_SHAPE, max_size=3), st.none(), st.tuples(_SHAPE), st.lists(_ANY_SCALAR)
+    ),
+    "output_sizes": st.one_of(st.lists(_SHAPE, max_size=3), st.none()),
+    "input_dtypes": st.one_of(
+        st.lists(st.sampled_from(["Float", "BFloat16"]), max_size=3), st.none(), st.text()
+    ),
+    "output_dtypes": st.lists(st.sampled_from(["Float", "Int"]), max_size=3),
+    "process_group": st.one_of(
+        st.tuples(st.sampled_from(["0", "1"]), st.sampled_from(["default_pg", "tp"])),
+        st.lists(st.one_of(st.text(max_size=3), st.none()), max_size=4),
+        st.none(),
+        st.text(max_size=3),
+        st.tuples(st.integers(0, 3), st.text(max_size=3)),
+    ),
+    "frames": st.one_of(
+        st.lists(
+            st.sampled_from([frame("f", "a.py", 1), frame("g", "torch/x.py", 2), frame("h", "b.py", 3)])
+        ),
+        st.none(),
+        st.just([{"name": 1}]),
+        st.just(({"name": "t", "filename": "t.py", "line": 1},)),
+        st.just(["not a frame"]),
+    ),
+    "seq_id": st.integers(0, 9),
+    "sizes": st.lists(_SHAPE, max_size=2),
+    "extra": _ANY_SCALAR,
+}
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> dict[str, Any]:
+    keys = draw(st.lists(st.sampled_from(sorted(_FIELD_VALUES)), unique=True, max_size=len(_FIELD_VALUES)))
+    # Mostly well-typed entries, so the compiled path is exercised and not only its refusals.
+    if draw(st.booleans()):
+        keys = [k for k in _FIELD_VALUES if k not in ("seq_id", "sizes", "extra")]
+        return {
+            "record_id": draw(st.integers(0, 99)),
+            "pg_id": 0,
+            "collective_seq_id": draw(st.integers(0, 99)),
+            "p2p_seq_id": 0,
+            "op_id": draw(st.integers(0, 99)),
+            "profiling_name": draw(st.sampled_from(["nccl:all_reduce", "nccl:send 0->1", "gloo:broadcast"])),
+            "time_created_ns": draw(st.integers(0, 2**62)),
+            "duration_ms": draw(st.one_of(st.none(), st.floats(0, 1e3))),
+            "input_sizes": draw(st.lists(_SHAPE, max_size=2)),
+            "output_sizes": [],
+            "input_dtypes": ["Float"],
+            "output_dtypes": [],
+            "state": "completed",
+            "time_discovered_started_ns": None,
+            "time_discovered_completed_ns": None,
+            "retired": draw(st.booleans()),
+            "timeout_ms": 600000,
+            "is_p2p": draw(st.one_of(st.none(), st.booleans())),
+            "process_group": draw(_FIELD_VALUES["process_group"]),
+            "frames": draw(_FIELD_VALUES["frames"]),
+            "thread_id": "1",
+            "thread_name": draw(st.one_of(st.none(), st.text(max_size=4))),
+        }
+    return {key: draw(_FIELD_VALUES[key]) for key in keys}
+
+
+@st.composite
+def dumps(draw: st.DrawFn) -> bytes:
+    listed = draw(st.lists(entries(), max_size=6))
+    if listed and draw(st.booleans()):
+        listed.append(listed[0])  # one entry object twice (memo-shared)
+    top: dict[str, Any] = {
+        "version": draw(st.sampled_from(["2.10", "2.4", "9.0", "x"])),
+        "entries": listed,
+        "pg_config": {"0": {"name": "0", "desc": "default_pg", "ranks": "[0, 1, 2, 3]"}},
+        "pg_status": {"0": {"last_enqueued_collective": 3, "last_started_collective": 2}},
+    }
+    if draw(st.booleans()):
+        top["comm_lib_version"] = draw(st.text(max_size=5))
+    return pickle.dumps(top, protocol=draw(st.integers(2, 5)))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dumps())
+def test_generated_dumps_read_the_same_both_ways(data: bytes) -> None:
+    assert differences(data) == []
+
+
+# -- mutated real dumps ---------------------------------------------------------------------
+
+_SEED = next(
+    p for p in sorted((REPO / "fixtures" / "samples").rglob("*rank*")) if p.read_bytes()[:1] == b"\x80"
+).read_bytes()
+
+
+@st.composite
+def mutations(draw: st.DrawFn) -> bytes:
+    data = bytearray(_SEED)
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
+        if action == "flip":
+            data[at] = draw(st.integers(0, 255))
+        elif action == "cut":
+            del data[at:]
+        elif action == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del data[at : at + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations())
+def test_mutated_dumps_read_the_same_both_ways(data: bytes) -> None:
+    assert differences(data) == []
