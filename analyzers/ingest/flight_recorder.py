@@ -348,8 +348,8 @@ class FlightRecorderParser(SourceParser):
         is_json = data[:1] != b"\x80"
         truncated = False
         native = None
-        if not is_json and len(data) <= safe_pickle.MAX_PICKLE_BYTES:
-            native = fr_native.decode(data, _DIRECT_FIELDS)
+        if len(data) <= safe_pickle.MAX_PICKLE_BYTES:
+            native = fr_native.decode(data, is_json, _DIRECT_FIELDS)
         try:
             if native is not None:
                 dump: Any = native[0]

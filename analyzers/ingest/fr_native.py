@@ -1,11 +1,12 @@
-"""Flight-recorder pickles decoded by the compiled ``_fr_pickle_columns`` module, as Arrow arrays.
+"""Flight-recorder dumps decoded by the compiled ``_fr_columns`` module, as Arrow arrays.
 
-The compiled decoder interprets the pickle's opcodes itself and writes the entries' fields into
-Arrow-layout buffers: no Python object per entry, about five times cheaper than unpickling.
-It accepts only plain data of the types the Python path converts directly; for anything else
-(including every damaged, refused or older-format dump) it declines and the flight-recorder
-parser reads the file with the restricted Python unpickler, which also reports what is wrong.
-So both paths give identical tables; tests compare them on every fixture dump.
+The compiled decoder reads the pickle's opcodes (or the JSON text) itself and writes the entries'
+fields into Arrow-layout buffers: no Python object per entry, several times cheaper than
+unpickling (or orjson) and converting. It accepts only plain data of the types the Python path
+converts directly; for anything else (including every damaged, refused or older-format dump) it
+declines and the flight-recorder parser reads the file the Python way (restricted unpickler,
+orjson), which also reports what is wrong. So both paths give identical tables; tests compare
+them on every fixture dump and on generated and mutated ones.
 
 Without a C compiler at install time the module is simply absent and every dump takes the
 Python path (``AVAILABLE`` says which).
@@ -19,11 +20,11 @@ from typing import Any
 import pyarrow as pa
 
 try:
-    from . import _fr_pickle_columns  # type: ignore[attr-defined]
+    from . import _fr_columns  # type: ignore[attr-defined]
 except ImportError:  # built without a compiler: the Python path reads every dump
-    _fr_pickle_columns = None
+    _fr_columns = None
 
-AVAILABLE = _fr_pickle_columns is not None
+AVAILABLE = _fr_columns is not None
 
 
 @dataclass
@@ -38,11 +39,11 @@ class NativeEntries:
     stacks: list[Any]  # each distinct frames value (a list of frame dicts, or None), once
 
 
-def decode(data: bytes, fields: pa.StructType) -> tuple[dict[str, Any], NativeEntries] | None:
+def decode(data: bytes, is_json: bool, fields: pa.StructType) -> tuple[dict[str, Any], NativeEntries] | None:
     """(top-level dict without ``entries``, entries), or None when the Python path must read it."""
-    if _fr_pickle_columns is None:
+    if _fr_columns is None:
         return None
-    decoded = _fr_pickle_columns.decode(data)
+    decoded = _fr_columns.decode_json(data) if is_json else _fr_columns.decode_pickle(data)
     if decoded is None:
         return None
     top, count, buffers, (names, descs), (codes, stacks) = decoded

@@ -1,13 +1,15 @@
-"""The compiled flight-recorder decoder against the restricted Python unpickler.
+"""The compiled flight-recorder decoder against the Python path (restricted unpickler, orjson).
 
 The compiled path may only ever be a faster way to the same result: for every input, the
 parser's output (tables, problems, rejected counts) with it must equal the output without it.
-Checked on every pickle under fixtures/, tests/ and the shared samples, on generated dumps with
-every field type the format allows (and many it does not), and on mutated real dumps.
+Checked on every pickle and JSON file under fixtures/, tests/ and the shared samples, on
+generated dumps with every field type the format allows (and many it does not), and on mutated
+real dumps.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -23,19 +25,20 @@ from tracecore.analyzers.ingest.base import FileContext, ParseOutput
 from tracecore.analyzers.ingest.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[3]
-COMPILED = fr_native._fr_pickle_columns
+DIRECT = flight_recorder._DIRECT_FIELDS
+COMPILED = fr_native._fr_columns
 pytestmark = pytest.mark.skipif(COMPILED is None, reason="compiled decoder not built (no C compiler)")
 EXAMPLES = int(os.environ.get("TRACECORE_FUZZ_EXAMPLES", "60"))
 
 
 def parse(data: bytes, compiled: bool, rel: str = "trace/rank_3") -> ParseOutput:
-    saved = fr_native._fr_pickle_columns
-    fr_native._fr_pickle_columns = COMPILED if compiled else None
+    saved = fr_native._fr_columns
+    fr_native._fr_columns = COMPILED if compiled else None
     try:
         ctx = FileContext(Path(rel), rel, data, None, Manifest(), 0)
         return flight_recorder.FlightRecorderParser().parse(ctx)
     finally:
-        fr_native._fr_pickle_columns = saved
+        fr_native._fr_columns = saved
 
 
 def differences(data: bytes, rel: str = "trace/rank_3") -> list[str]:
@@ -59,20 +62,22 @@ def differences(data: bytes, rel: str = "trace/rank_3") -> list[str]:
     return found
 
 
-def pickles_under(*roots: Path) -> list[Path]:
+def dumps_under(*roots: Path, first: bytes = b"\x80{") -> list[Path]:
+    """Files whose first byte is in ``first`` (pickles, JSON objects), FR dumps or not."""
     found = []
     for root in roots:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and ".git" not in path.parts:
+            if path.is_file() and ".git" not in path.parts and path.stat().st_size < 8 << 20:
                 with path.open("rb") as handle:
-                    if handle.read(1) == b"\x80":
-                        found.append(path)
+                    head = handle.read(1)
+                if head and head in first:
+                    found.append(path)
     return found
 
 
-def test_every_pickle_in_the_repository_reads_the_same_both_ways() -> None:
-    files = pickles_under(REPO / "fixtures", REPO / "tests", REPO.parent / "shared" / "samples")
-    assert len(files) > 100
+def test_every_dump_in_the_repository_reads_the_same_both_ways() -> None:
+    files = dumps_under(REPO / "fixtures", REPO / "tests", REPO.parent / "shared" / "samples")
+    assert len(files) > 200
     failures = {}
     for path in files:
         found = differences(path.read_bytes(), str(path.relative_to(REPO.parent)))
@@ -83,37 +88,59 @@ def test_every_pickle_in_the_repository_reads_the_same_both_ways() -> None:
 
 def test_torch_written_dumps_take_the_compiled_path() -> None:
     # Real torch 2.13 dumps (fixtures/samples/fr): the fast path must not silently decline them.
-    files = [p for p in pickles_under(REPO / "fixtures" / "samples") if "rank" in p.name]
-    assert files
-    declined = [p for p in files if COMPILED.decode(p.read_bytes()) is None]
+    files = [p for p in dumps_under(REPO / "fixtures" / "samples" / "flight_recorder") if "rank" in p.name]
+    assert any(p.suffix == ".json" for p in files) and any(p.suffix != ".json" for p in files)
+    declined = [p for p in files if fr_native.decode(p.read_bytes(), p.suffix == ".json", DIRECT) is None]
     assert not declined, declined
 
 
 def test_declines_what_it_does_not_understand() -> None:
     entry = {"record_id": 0, "frames": []}
-    assert COMPILED.decode(pickle.dumps({"entries": [entry]}, protocol=2)) is not None
-    assert COMPILED.decode(pickle.dumps([entry], protocol=2)) is None  # pre-2024 bare list
-    assert COMPILED.decode(pickle.dumps({"entries": [entry], "x": b"raw"}, protocol=2)) is None
-    assert COMPILED.decode(pickle.dumps({"entries": [{"record_id": 2**70}]}, protocol=2)) is None
-    assert COMPILED.decode(pickle.dumps({"entries": [{"record_id": "7"}]}, protocol=2)) is None
-    assert COMPILED.decode(pickle.dumps({"entries": [{"seq_id": 1}]}, protocol=2)) is None
-    assert COMPILED.decode(pickle.dumps({"entries": [entry]}, protocol=2)[:-1]) is None
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [entry]}, protocol=2)) is not None
+    assert COMPILED.decode_pickle(pickle.dumps([entry], protocol=2)) is None  # pre-2024 bare list
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [entry], "x": b"raw"}, protocol=2)) is None
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [{"record_id": 2**70}]}, protocol=2)) is None
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [{"record_id": "7"}]}, protocol=2)) is None
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [{"seq_id": 1}]}, protocol=2)) is None
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [entry]}, protocol=2)[:-1]) is None
     cyclic: list[Any] = []
     cyclic.append(cyclic)
-    assert COMPILED.decode(pickle.dumps({"entries": [entry], "loop": cyclic}, protocol=2)) is None
-    assert COMPILED.decode(b"\x80\x02cos\nsystem\nq\x00.") is None
-    assert COMPILED.decode(b"") is None
-    assert COMPILED.decode(b"\x80\x02}q\x00h\x05.") is None  # memo slot never written
+    assert COMPILED.decode_pickle(pickle.dumps({"entries": [entry], "loop": cyclic}, protocol=2)) is None
+    assert COMPILED.decode_pickle(b"\x80\x02cos\nsystem\nq\x00.") is None
+    assert COMPILED.decode_pickle(b"") is None
+    assert COMPILED.decode_pickle(b"\x80\x02}q\x00h\x05.") is None  # memo slot never written
+
+
+def test_json_declines_what_orjson_would_not_read_alike() -> None:
+    entry = {"record_id": 1, "thread_name": "main"}
+    text = json.dumps({"entries": [entry]}).encode()
+    assert COMPILED.decode_json(text) is not None
+    for bad in (
+        text.replace(b"1", b"NaN", 1),
+        text.replace(b"1", b"18446744073709551616", 1),  # beyond int64
+        text.replace(b"main", b"m\\ud800"),  # a lone surrogate escape
+        text.replace(b"main", b"m\xff"),  # invalid UTF-8
+        text.replace(b"main", b"m\x01"),  # a raw control character
+        text + b" x",  # trailing data
+        text[:-1],
+        b"\xef\xbb\xbf" + text,  # a byte-order mark
+    ):
+        assert COMPILED.decode_json(bad) is None, bad
+        assert not differences(bad)
+    escaped = json.dumps({"entries": [{"thread_name": 'm\u00e9\U0001f600\n"/'}]}).encode()
+    decoded = COMPILED.decode_json(escaped)
+    assert decoded is not None
+    assert not differences(escaped)
 
 
 def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
     good = pickle.dumps({"entries": [{"state": "completed", "thread_name": "main"}]}, protocol=2)
     # An encoded surrogate (Python's unpickler accepts it; Arrow strings cannot hold it).
     surrogate = good.replace(b"main", b"m\xed\xa0\x80")
-    assert COMPILED.decode(surrogate) is None
+    assert COMPILED.decode_pickle(surrogate) is None
     assert not differences(surrogate)
     invalid = good.replace(b"main", b"m\xff\xfe\x80")
-    assert COMPILED.decode(invalid) is None
+    assert COMPILED.decode_pickle(invalid) is None
     assert not differences(invalid)
 
 
@@ -224,6 +251,10 @@ def dumps(draw: st.DrawFn) -> bytes:
     }
     if draw(st.booleans()):
         top["comm_lib_version"] = draw(st.text(max_size=5))
+    if draw(st.booleans()):
+        # JSON as torch writes it (sorted keys, ASCII escapes) or compact and non-ASCII.
+        ascii_only = draw(st.booleans())
+        return json.dumps(top, sort_keys=ascii_only, ensure_ascii=ascii_only, allow_nan=True).encode()
     return pickle.dumps(top, protocol=draw(st.integers(2, 5)))
 
 
@@ -235,14 +266,19 @@ def test_generated_dumps_read_the_same_both_ways(data: bytes) -> None:
 
 # -- mutated real dumps ---------------------------------------------------------------------
 
-_SEED = next(
-    p for p in sorted((REPO / "fixtures" / "samples").rglob("*rank*")) if p.read_bytes()[:1] == b"\x80"
-).read_bytes()
+_SEEDS = [
+    next(
+        p
+        for p in sorted((REPO / "fixtures" / "samples" / "flight_recorder").rglob("*rank*"))
+        if p.read_bytes()[:1] == kind
+    ).read_bytes()
+    for kind in (b"\x80", b"{")
+]
 
 
 @st.composite
 def mutations(draw: st.DrawFn) -> bytes:
-    data = bytearray(_SEED)
+    data = bytearray(draw(st.sampled_from(_SEEDS)))
     for _ in range(draw(st.integers(1, 4))):
         if not data:
             break

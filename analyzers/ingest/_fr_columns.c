@@ -1,20 +1,20 @@
 /*
- * Flight-recorder pickle -> column buffers, without a Python object per entry.
+ * Flight-recorder dumps (pickle or JSON) -> column buffers, without a Python object per entry.
  *
- * A flight-recorder dump is a pickled dict whose "entries" list holds thousands of dicts of
- * plain values. Python's unpickler spends most of a dump's parse creating those dicts, strings
- * and ints, and the parser then spends as much again reading them back into columns. This
- * module interprets the pickle opcodes itself, building its values in a private arena (no
- * reference counts, no hashing), and writes the entries' fields straight into Arrow-layout
- * buffers that the Python side wraps without copying.
+ * A flight-recorder dump is a dict whose "entries" list holds thousands of dicts of plain
+ * values. Python's unpickler (or JSON decoder) spends most of a dump's parse creating those
+ * dicts, strings and ints, and the parser then spends as much again reading them back into
+ * columns. This module reads the pickle opcodes (or the JSON text) itself, building its values
+ * in a private arena (no reference counts, no hashing), and writes the entries' fields straight
+ * into Arrow-layout buffers that the Python side wraps without copying.
  *
- * It is a fast path only. Only the opcodes that plain data needs are understood (no GLOBAL,
- * REDUCE, BUILD, persistent ids, ...: nothing is ever imported or called), and every value must
- * have exactly the type the Python path would convert directly. On anything else -- an unknown
- * opcode, a damaged or truncated stream, a field of an unexpected type, a cycle -- decode()
- * returns None and the caller reads the dump with the restricted Python unpickler, which
- * reports the problem. So this code never decides what a bad dump means; it only recognises
- * good ones. Every read is bounds-checked against the input.
+ * It is a fast path only. Only the pickle opcodes that plain data needs are understood (no
+ * GLOBAL, REDUCE, BUILD, persistent ids, ...: nothing is ever imported or called), JSON only as
+ * orjson would accept it, and every value must have exactly the type the Python path converts
+ * directly. On anything else -- an unknown opcode, damaged or truncated input, a field of an
+ * unexpected type, a cycle, text the Python path would repair -- the decoder returns None and
+ * the caller reads the dump the Python way, which reports the problem. So this code never
+ * decides what a bad dump means; it only recognises good ones. Every read is bounds-checked.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -64,12 +64,19 @@ typedef struct ItemChunk {
     Node *items[];
 } ItemChunk;
 
+/* Unescaped JSON strings, each in its own allocation (escapes are rare in dumps). */
+typedef struct TextChunk {
+    struct TextChunk *next;
+    char text[];
+} TextChunk;
+
 typedef struct {
     const unsigned char *data;
     Py_ssize_t len, pos;
     Chunk *chunks;
     ItemChunk *item_chunks;
     PyObject *keep; /* converted containers, alive until the end of decode() */
+    TextChunk *texts;
     Node **stack;
     Py_ssize_t sp, stack_cap;
     Py_ssize_t *marks;
@@ -147,6 +154,12 @@ static void machine_free(Machine *m) {
         ic = next;
     }
     Py_XDECREF(m->keep);
+    TextChunk *text = m->texts;
+    while (text != NULL) {
+        TextChunk *next = text->next;
+        PyMem_RawFree(text);
+        text = next;
+    }
     PyMem_RawFree(m->stack);
     PyMem_RawFree(m->marks);
     PyMem_RawFree(m->memo);
@@ -798,10 +811,12 @@ static PyObject *column_result(Column *c, FieldType type) {
 }
 
 /* Which slot a key names: -1 not a string, -2 a string of no interest. */
+static Py_ssize_t FIELD_LENGTHS[N_FIELDS];
+
 static int slot_lookup(const Node *key) {
     if (key->kind != K_STR) return -1;
     for (int i = 0; i < N_FIELDS; i++)
-        if ((Py_ssize_t)strlen(FIELDS[i].name) == key->u.s.n && memcmp(FIELDS[i].name, key->u.s.p, key->u.s.n) == 0)
+        if (FIELD_LENGTHS[i] == key->u.s.n && memcmp(FIELDS[i].name, key->u.s.p, (size_t)key->u.s.n) == 0)
             return i;
     if (key->u.s.n == 13 && memcmp(key->u.s.p, "process_group", 13) == 0) return SLOT_GROUP;
     if (key->u.s.n == 6 && memcmp(key->u.s.p, "frames", 6) == 0) return SLOT_FRAMES;
@@ -1026,15 +1041,251 @@ static PyObject *build_result(Machine *m, Node *top, Node *entries, Builders *b)
                          buf_bytes(&b->stack_codes), distinct);
 }
 
-PyDoc_STRVAR(decode_doc,
-             "decode(data) -> tuple | None\n\n"
-             "Decode a flight-recorder pickle (a dict with an 'entries' list of plain dicts) into\n"
-             "(top-level dict without 'entries', entry count, {field: buffers}, group buffers,\n"
-             "(stack codes, distinct stacks)). None when the dump needs the Python unpickler:\n"
-             "anything but plain data, damage, or a field of an unexpected type.");
+/* ---- JSON: the same arena values from torch's _dump_fr_trace_json text -------------------- */
 
-static PyObject *decode(PyObject *self, PyObject *arg) {
-    (void)self;
+/* Room for one unescaped string, freed with the machine. */
+static char *alloc_text(Machine *m, Py_ssize_t size) {
+    TextChunk *chunk = (TextChunk *)PyMem_RawMalloc(sizeof(TextChunk) + (size_t)size + 1);
+    if (chunk == NULL) return NULL;
+    chunk->next = m->texts;
+    m->texts = chunk;
+    return chunk->text;
+}
+
+#define JSON_MAX_DEPTH 512
+
+static void json_ws(Machine *m) {
+    while (m->pos < m->len) {
+        unsigned char c = m->data[m->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        m->pos++;
+    }
+}
+
+static int hex4(const unsigned char *p, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (uint32_t)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A string after its opening quote. Declines what orjson would refuse (raw control characters,
+ * invalid UTF-8, lone surrogates): the Python path then decides what that text means. */
+static Node *json_string(Machine *m) {
+    Py_ssize_t start = m->pos, end = m->pos;
+    int escaped = 0;
+    while (end < m->len && m->data[end] != '"') {
+        unsigned char c = m->data[end];
+        if (c < 0x20) return NULL;
+        if (c == '\\') {
+            escaped = 1;
+            end++;
+        }
+        end++;
+    }
+    if (end >= m->len) return NULL;
+    Node *n = new_node(m, K_STR);
+    if (n == NULL) return NULL;
+    m->pos = end + 1;
+    if (!escaped) {
+        if (utf8_check(m->data + start, end - start) != 1) return NULL;
+        n->u.s.p = (const char *)m->data + start;
+        n->u.s.n = end - start;
+        return n;
+    }
+    /* Unescaping never lengthens: \uXXXX (6 bytes) is at most 3 UTF-8 bytes, a pair (12) 4. */
+    char *out = alloc_text(m, end - start);
+    if (out == NULL) return NULL;
+    Py_ssize_t size = 0;
+    for (Py_ssize_t i = start; i < end;) {
+        unsigned char c = m->data[i];
+        if (c != '\\') {
+            out[size++] = (char)c;
+            i++;
+            continue;
+        }
+        if (i + 1 >= end) return NULL;
+        unsigned char e = m->data[i + 1];
+        i += 2;
+        switch (e) {
+        case '"': out[size++] = '"'; continue;
+        case '\\': out[size++] = '\\'; continue;
+        case '/': out[size++] = '/'; continue;
+        case 'b': out[size++] = '\b'; continue;
+        case 'f': out[size++] = '\f'; continue;
+        case 'n': out[size++] = '\n'; continue;
+        case 'r': out[size++] = '\r'; continue;
+        case 't': out[size++] = '\t'; continue;
+        case 'u': break;
+        default: return NULL;
+        }
+        uint32_t code;
+        if (end - i < 4 || hex4(m->data + i, &code) < 0) return NULL;
+        i += 4;
+        if (code >= 0xD800 && code <= 0xDBFF) {
+            uint32_t low;
+            if (end - i < 6 || m->data[i] != '\\' || m->data[i + 1] != 'u' || hex4(m->data + i + 2, &low) < 0)
+                return NULL;
+            if (low < 0xDC00 || low > 0xDFFF) return NULL;
+            i += 6;
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+        } else if (code >= 0xDC00 && code <= 0xDFFF) {
+            return NULL;
+        }
+        if (code < 0x80) {
+            out[size++] = (char)code;
+        } else if (code < 0x800) {
+            out[size++] = (char)(0xC0 | (code >> 6));
+            out[size++] = (char)(0x80 | (code & 0x3F));
+        } else if (code < 0x10000) {
+            out[size++] = (char)(0xE0 | (code >> 12));
+            out[size++] = (char)(0x80 | ((code >> 6) & 0x3F));
+            out[size++] = (char)(0x80 | (code & 0x3F));
+        } else {
+            out[size++] = (char)(0xF0 | (code >> 18));
+            out[size++] = (char)(0x80 | ((code >> 12) & 0x3F));
+            out[size++] = (char)(0x80 | ((code >> 6) & 0x3F));
+            out[size++] = (char)(0x80 | (code & 0x3F));
+        }
+    }
+    if (utf8_check((const unsigned char *)out, size) != 1) return NULL;
+    n->u.s.p = out;
+    n->u.s.n = size;
+    return n;
+}
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* A number as JSON spells it: an int64 when it has no fraction or exponent (others decline),
+ * else a double rounded as Python's float() rounds it (strtod is correctly rounded). */
+static Node *json_number(Machine *m) {
+    Py_ssize_t start = m->pos, i = m->pos;
+    int negative = 0, is_float = 0;
+    if (i < m->len && m->data[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    if (i >= m->len || !is_digit(m->data[i])) return NULL;
+    if (m->data[i] == '0') {
+        i++;
+    } else {
+        while (i < m->len && is_digit(m->data[i])) i++;
+    }
+    Py_ssize_t int_end = i;
+    if (i < m->len && m->data[i] == '.') {
+        is_float = 1;
+        i++;
+        if (i >= m->len || !is_digit(m->data[i])) return NULL;
+        while (i < m->len && is_digit(m->data[i])) i++;
+    }
+    if (i < m->len && (m->data[i] == 'e' || m->data[i] == 'E')) {
+        is_float = 1;
+        i++;
+        if (i < m->len && (m->data[i] == '+' || m->data[i] == '-')) i++;
+        if (i >= m->len || !is_digit(m->data[i])) return NULL;
+        while (i < m->len && is_digit(m->data[i])) i++;
+    }
+    m->pos = i;
+    if (!is_float) {
+        uint64_t magnitude = 0;
+        for (Py_ssize_t k = start + negative; k < int_end; k++) {
+            uint64_t digit = (uint64_t)(m->data[k] - '0');
+            if (magnitude > (UINT64_MAX - digit) / 10) return NULL;
+            magnitude = magnitude * 10 + digit;
+        }
+        if (magnitude > (uint64_t)INT64_MAX + (uint64_t)negative) return NULL;
+        return make_int(m, negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude);
+    }
+    char text[64];
+    if (i - start >= (Py_ssize_t)sizeof(text)) return NULL;
+    memcpy(text, m->data + start, (size_t)(i - start));
+    text[i - start] = '\0';
+    Node *n = new_node(m, K_FLOAT);
+    if (n != NULL) n->u.f = PyOS_string_to_double(text, NULL, NULL);
+    if (n != NULL && PyErr_Occurred()) return NULL;
+    return n;
+}
+
+static Node *json_value(Machine *m, int depth) {
+    json_ws(m);
+    if (m->pos >= m->len || depth > JSON_MAX_DEPTH) return NULL;
+    unsigned char c = m->data[m->pos];
+    if (c == '{' || c == '[') {
+        int object = c == '{';
+        Node *n = new_node(m, object ? K_DICT : K_LIST);
+        if (n == NULL) return NULL;
+        m->pos++;
+        json_ws(m);
+        if (m->pos < m->len && m->data[m->pos] == (object ? '}' : ']')) {
+            m->pos++;
+            return n;
+        }
+        for (;;) {
+            Node *key = NULL;
+            if (object) {
+                json_ws(m);
+                if (m->pos >= m->len || m->data[m->pos] != '"') return NULL;
+                m->pos++;
+                key = json_string(m);
+                if (key == NULL) return NULL;
+                json_ws(m);
+                if (m->pos >= m->len || m->data[m->pos] != ':') return NULL;
+                m->pos++;
+            }
+            Node *value = json_value(m, depth + 1);
+            if (value == NULL || seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
+            if (object) n->u.seq.items[n->u.seq.n++] = key;
+            n->u.seq.items[n->u.seq.n++] = value;
+            json_ws(m);
+            if (m->pos >= m->len) return NULL;
+            c = m->data[m->pos++];
+            if (c == ',') continue;
+            if (c == (object ? '}' : ']')) return n;
+            return NULL;
+        }
+    }
+    if (c == '"') {
+        m->pos++;
+        return json_string(m);
+    }
+    if (c == '-' || is_digit(c)) return json_number(m);
+    if (m->len - m->pos >= 4 && memcmp(m->data + m->pos, "null", 4) == 0) {
+        m->pos += 4;
+        return &NONE_NODE;
+    }
+    if (m->len - m->pos >= 4 && memcmp(m->data + m->pos, "true", 4) == 0) {
+        m->pos += 4;
+        return &TRUE_NODE;
+    }
+    if (m->len - m->pos >= 5 && memcmp(m->data + m->pos, "false", 5) == 0) {
+        m->pos += 5;
+        return &FALSE_NODE;
+    }
+    return NULL; /* NaN, Infinity, anything else: the Python path */
+}
+
+/* The whole document: one value and nothing after it but whitespace. */
+static Node *run_json(Machine *m) {
+    Node *top = json_value(m, 0);
+    if (top == NULL) return NULL;
+    json_ws(m);
+    return m->pos == m->len ? top : NULL;
+}
+
+typedef Node *(*Reader)(Machine *m);
+
+static PyObject *decode_with(PyObject *arg, Reader reader) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     Machine m;
@@ -1045,7 +1296,7 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     memset(&b, 0, sizeof(b));
     PyObject *result = NULL;
     m.keep = PyList_New(0);
-    Node *top = m.keep ? run(&m) : NULL;
+    Node *top = m.keep ? reader(&m) : NULL;
     if (top != NULL && top->kind == K_DICT) {
         Node *entries = dict_get(top, "entries");
         if (entries != NULL && entries->kind == K_LIST) result = build_result(&m, top, entries, &b);
@@ -1055,7 +1306,8 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     PyBuffer_Release(&view);
     if (result == NULL) {
         if (PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) && !PyErr_ExceptionMatches(PyExc_MemoryError))
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) && !PyErr_ExceptionMatches(PyExc_MemoryError) &&
+                !PyErr_ExceptionMatches(PyExc_ValueError))
                 return NULL;
             PyErr_Clear();
         }
@@ -1064,15 +1316,41 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     return result;
 }
 
+PyDoc_STRVAR(decode_pickle_doc,
+             "decode_pickle(data) -> tuple | None\n\n"
+             "Decode a flight-recorder pickle (a dict with an 'entries' list of plain dicts) into\n"
+             "(top-level dict without 'entries', entry count, {field: buffers},\n"
+             "(name buffers, desc buffers), (stack codes, distinct stacks)). None when the dump needs\n"
+             "the Python unpickler: anything but plain data, damage, or a field of an unexpected type.");
+
+static PyObject *decode_pickle(PyObject *self, PyObject *arg) {
+    (void)self;
+    return decode_with(arg, run);
+}
+
+PyDoc_STRVAR(decode_json_doc,
+             "decode_json(data) -> tuple | None\n\n"
+             "decode_pickle() for a JSON dump (UTF-8 text of one object). None when the Python JSON\n"
+             "path must read it: invalid UTF-8, NaN, integers beyond int64, damage, unexpected types.");
+
+static PyObject *decode_json(PyObject *self, PyObject *arg) {
+    (void)self;
+    return decode_with(arg, run_json);
+}
+
 static PyMethodDef methods[] = {
-    {"decode", decode, METH_O, decode_doc},
+    {"decode_pickle", decode_pickle, METH_O, decode_pickle_doc},
+    {"decode_json", decode_json, METH_O, decode_json_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fr_pickle_columns",
-    "Flight-recorder pickles decoded straight into column buffers (a fast path; see decode()).", -1,
+    PyModuleDef_HEAD_INIT, "_fr_columns",
+    "Flight-recorder dumps decoded straight into column buffers (a fast path; see decode_pickle()).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__fr_pickle_columns(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fr_columns(void) {
+    for (int i = 0; i < N_FIELDS; i++) FIELD_LENGTHS[i] = (Py_ssize_t)strlen(FIELDS[i].name);
+    return PyModule_Create(&module);
+}
