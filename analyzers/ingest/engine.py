@@ -38,9 +38,6 @@ PARALLEL_MIN_BYTES = 8 << 20
 PARALLEL_MIN_FILES = 8
 MAX_FILE_BYTES = 2 << 30
 HEAD_DIGEST_BYTES = 64 << 10
-# Tables smaller than this come back through the pipe: a mapping each would be wasted (and
-# mappings per process are limited, 65,530 by default on Linux).
-SPOOL_MIN_BYTES = 256 << 10
 _SPOOL_NUMBERS = itertools.count()
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -56,8 +53,17 @@ class FileResult:
     size: int
     seconds: float
     failure: str | None = None
-    # Tables in transit from a worker process, by name: a spool file's path or IPC stream bytes.
-    packed: dict[str, str | bytes] = field(default_factory=dict)
+    # Tables in transit from a worker process, by name: a slice of a spool stream, or IPC bytes.
+    packed: dict[str, SpoolSlice | bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpoolSlice:
+    """Record batches ``[first, first + count)`` of the spool stream file at ``path``."""
+
+    path: str
+    first: int
+    count: int
 
 
 @dataclass
@@ -141,63 +147,113 @@ def parse_one(job: DiscoveredFile, manifest: Manifest, max_file_bytes: int = MAX
 def _parse_batch(
     batch: list[DiscoveredFile], manifest: Manifest, max_file_bytes: int, spool: str | None = None
 ) -> list[FileResult]:
-    """Worker side: parse, then hand each table back as Arrow IPC (a spool file, else bytes)."""
+    """Worker side: parse, then hand each table back as Arrow IPC (a spool stream, else bytes)."""
     results = []
-    for job in batch:
-        # Packed as soon as parsed: a batch of thousands of dumps never holds its tables at once.
-        result = parse_one(job, manifest, max_file_bytes)
-        result.packed = {name: _pack(table, spool) for name, table in result.output.tables.items()}
-        result.output.tables = {}
-        results.append(result)
+    spooler = _BatchSpool(spool)
+    try:
+        for job in batch:
+            # Packed as soon as parsed: a batch of thousands of dumps never holds its tables at once.
+            result = parse_one(job, manifest, max_file_bytes)
+            result.packed = {name: spooler.pack(name, table) for name, table in result.output.tables.items()}
+            result.output.tables = {}
+            results.append(result)
+    finally:
+        spooler.close()
     return results
 
 
-def _pack(table: pa.Table, spool: str | None) -> str | bytes:
-    """The table as an Arrow IPC file in ``spool`` (its path), or as IPC stream bytes.
+class _BatchSpool:
+    """Worker side: one Arrow IPC stream file per table name for a whole batch of files.
 
-    A spool file is written once and memory-mapped by the parent: no copy through the pipe
-    (which costs the parent more system time than the parse saves, for gigabytes of tables).
-    Small tables (a dump's groups and status), tables without a spool, or when it cannot be
-    written (full disk), travel as bytes in the pipe.
+    Each file's table is appended as record batches the moment it is parsed; the parent maps
+    each stream once and slices it per file, with no copy through the pipe (which costs the
+    parent more system time than the parse saves, for gigabytes of tables) and a handful of
+    files and mappings per batch instead of one per table. Empty tables, no spool folder, or a
+    write that fails (full disk) send that table as IPC bytes through the pipe instead.
     """
-    if spool is not None and table.nbytes >= SPOOL_MIN_BYTES:
-        path = os.path.join(spool, f"{os.getpid()}-{next(_SPOOL_NUMBERS)}.arrow")
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = folder
+        self.streams: dict[str, tuple[str, pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
+        self.written: dict[str, int] = {}
+        self.broken: set[str] = set()
+
+    def pack(self, name: str, table: pa.Table) -> SpoolSlice | bytes:
+        if self.folder is None or name in self.broken or table.num_rows == 0:
+            return _ipc_bytes(table)
+        batches = table.to_batches()
         try:
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
-            return path
-        except OSError:
+            if name not in self.streams:
+                path = os.path.join(self.folder, f"{os.getpid()}-{next(_SPOOL_NUMBERS)}-{name}.arrow")
+                sink = pa.OSFile(path, "wb")
+                self.streams[name] = (path, sink, pa.ipc.new_stream(sink, table.schema))
+                self.written[name] = 0
+            path, _, writer = self.streams[name]
+            first = self.written[name]
+            for batch in batches:
+                writer.write_batch(batch)
+                self.written[name] += 1
+        except (OSError, pa.ArrowInvalid):
+            # Batches written before the failure stay readable; this table and later ones of
+            # this name go through the pipe.
+            self.broken.add(name)
+            return _ipc_bytes(table)
+        return SpoolSlice(path, first, len(batches))
+
+    def close(self) -> None:
+        for _, sink, writer in self.streams.values():
+            with contextlib.suppress(OSError, pa.ArrowInvalid):
+                writer.close()
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                sink.close()
+        self.streams = {}
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
-def _unpack(result: FileResult) -> FileResult:
-    """Parent side: the tables of a worker's result, read back without copying their buffers."""
-    if result.packed:
-        result.output.tables = {name: _unpacked(data) for name, data in result.packed.items()}
-        result.packed = {}
-    return result
-
-
-def _unpacked(data: str | bytes) -> pa.Table:
-    if isinstance(data, bytes):
-        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
+    """Parent side: the tables of a worker batch's results, read back without copying buffers."""
+    streams: dict[str, list[pa.RecordBatch]] = {}
     try:
-        try:
-            # The mapping keeps the data readable after the name is removed.
-            source: pa.NativeFile = pa.memory_map(data)
-        except OSError:
-            # Out of mappings (vm.max_map_count) or address space: read it into memory instead.
-            with pa.OSFile(data) as handle:
-                source = pa.BufferReader(handle.read_buffer())
-        return pa.ipc.open_file(source).read_all()
+        for result in results:
+            tables: dict[str, pa.Table] = {}
+            for name, data in result.packed.items():
+                if isinstance(data, bytes):
+                    tables[name] = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+                    continue
+                if data.path not in streams:
+                    streams[data.path] = _spooled_batches(data.path)
+                batches = streams[data.path][data.first : data.first + data.count]
+                if len(batches) != data.count:
+                    raise OSError(f"spool stream {data.path} ends before batch {data.first + data.count}")
+                tables[name] = pa.Table.from_batches(batches)
+            result.output.tables = tables
+            result.packed = {}
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(data)
+        for path in streams:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return results
+
+
+def _spooled_batches(path: str) -> list[pa.RecordBatch]:
+    """Every complete record batch of a spool stream (the mapping outlives the removed name)."""
+    try:
+        source: pa.NativeFile = pa.memory_map(path)
+    except OSError:
+        # Out of mappings or address space: read it into memory instead.
+        with pa.OSFile(path) as handle:
+            source = pa.BufferReader(handle.read_buffer())
+    batches: list[pa.RecordBatch] = []
+    with contextlib.suppress(pa.ArrowInvalid, OSError):  # a stream cut by a failed write
+        for batch in pa.ipc.open_stream(source):
+            batches.append(batch)
+    return batches
 
 
 def _oneline(exc: BaseException) -> str:
@@ -254,7 +310,7 @@ def parse_files(
                 [max_file_bytes] * len(batches),
                 [spool] * len(batches),
             ):
-                results.extend(_unpack(result) for result in batch_results)
+                results.extend(_unpack_batch(batch_results))
                 done += len(batch_results)
                 if progress and batch_results:
                     progress(done, len(files), batch_results[-1].rel)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from tracecore.analyzers.detectors import collective_hang
-from tracecore.analyzers.ingest.engine import SPOOL_MIN_BYTES, IngestResult, _pack, _unpacked, ingest
+from tracecore.analyzers.ingest.base import ParseOutput
+from tracecore.analyzers.ingest.engine import (
+    FileResult,
+    IngestResult,
+    SpoolSlice,
+    _BatchSpool,
+    _unpack_batch,
+    ingest,
+)
 from tracecore.analyzers.synth import SynthSpec, write_incident
 
 FR_TABLES = ("fr_entries", "fr_groups", "fr_status", "fr_stacks")
@@ -57,7 +66,7 @@ def test_hang_title_lists_ranks_compactly(incident: Path) -> None:
 def test_parallel_ingest_leaves_no_spool_files_and_uses_the_pipe_without_one(
     incident: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Worker tables travel as memory-mapped spool files under TMPDIR; none may be left behind.
+    # Worker tables travel as memory-mapped spool streams under TMPDIR; none may be left behind.
     spool_root = tmp_path / "tmp"
     spool_root.mkdir()
     monkeypatch.setenv("TMPDIR", str(spool_root))
@@ -67,20 +76,41 @@ def test_parallel_ingest_leaves_no_spool_files_and_uses_the_pipe_without_one(
     finally:
         tempfile.tempdir = None
     assert list(spool_root.iterdir()) == []
-    # Without a writable spool folder the same tables come back through the pipe, and so do
-    # small tables (a mapping each would be wasted).
-    table = spooled.tables["fr_entries"]
-    assert table.nbytes >= SPOOL_MIN_BYTES
-    unwritable = tmp_path / "missing" / "spool"
-    small = spooled.tables["fr_status"]
-    for packed, original in (
-        (_pack(table, None), table),
-        (_pack(table, str(unwritable)), table),
-        (_pack(small, str(tmp_path)), small),
-    ):
-        assert isinstance(packed, bytes)
-        assert _unpacked(packed).equals(original)
-    path = _pack(table, str(tmp_path))
-    assert isinstance(path, str) and Path(path).is_file()
-    assert _unpacked(path).equals(table)
-    assert not Path(path).exists()  # removed once mapped
+    table = spooled.tables["fr_entries"].combine_chunks()
+    first, second = table.slice(0, 1000), table.slice(1000, 500)
+    empty = table.slice(0, 0)
+    # Without a writable spool folder (or for an empty table) tables come back through the pipe.
+    for folder in (None, str(tmp_path / "missing" / "spool")):
+        spooler = _BatchSpool(folder)
+        packed = [spooler.pack("fr_entries", first), spooler.pack("fr_entries", empty)]
+        spooler.close()
+        assert all(isinstance(p, bytes) for p in packed)
+        assert _roundtrip(packed) == [first, empty]
+    # With one, every table of a name goes to one stream, sliced back per file, then removed.
+    spooler = _BatchSpool(str(tmp_path))
+    packed = [spooler.pack("fr_entries", first), spooler.pack("fr_entries", second)]
+    spooler.close()
+    assert all(isinstance(p, SpoolSlice) for p in packed)
+    assert len({p.path for p in packed if isinstance(p, SpoolSlice)}) == 1
+    assert _roundtrip(packed) == [first, second]
+    assert not any(tmp_path.glob("*.arrow"))
+
+
+def test_a_spool_stream_cut_short_is_an_error_not_lost_rows(tmp_path: Path, incident: Path) -> None:
+    table = ingest(incident, jobs=1).tables["fr_entries"].combine_chunks().slice(0, 100)
+    spooler = _BatchSpool(str(tmp_path))
+    packed = [spooler.pack("fr_entries", table), spooler.pack("fr_entries", table)]
+    spooler.close()
+    assert isinstance(packed[1], SpoolSlice)
+    path = Path(packed[1].path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 200])
+    with pytest.raises(OSError, match="ends before batch"):
+        _roundtrip(packed)
+
+
+def _roundtrip(packed: list[SpoolSlice | bytes]) -> list[pa.Table]:
+    results = [
+        FileResult(f"f{i}", "flight_recorder", ParseOutput(), 0, 0.0, packed={"fr_entries": p})
+        for i, p in enumerate(packed)
+    ]
+    return [r.output.tables["fr_entries"] for r in _unpack_batch(results)]
