@@ -60,15 +60,19 @@ def analyze_ingested(
     raise_errors: bool = False,
     incident_label: str | None = None,
     enriched: bool = False,
+    retain: list[object] | None = None,
 ) -> Report:
     """Run identity, detectors and correlation on an already ingested incident.
 
+    ``retain`` receives the analysed tables (see :func:`analyze`).
     ``enriched`` says the tables already had the manifest, clock and identity applied (a table
     directory written by ``tracecore ingest``), so host clock offsets are not removed twice.
     """
     if not enriched:
         result = apply_manifest_and_identity(result)
     enriched_result = result
+    if retain is not None:
+        retain.append(enriched_result)
     run = run_detectors(enriched_result, detectors, selftel, raise_errors)
     correlation = correlate(run.verdicts, enriched_result.tables, enriched_result.manifest)
     by_id = {d.id: d for d in detectors}
@@ -103,10 +107,13 @@ def analyze(
     progress: ProgressCallback | None = None,
     raise_errors: bool = False,
     limits: BundleLimits | None = None,
+    retain: list[object] | None = None,
 ) -> Report:
     """Analyze an incident directory, bundle archive or ingested table directory; return the report.
 
     ``limits`` bound what a bundle may unpack to and any single compressed file's size.
+    ``retain``, when given, receives the analysed tables, for a caller that ends the process
+    without freeing them.
     """
     from .bundle import open_bundle
     from .tablestore import is_table_dir, load_table_dir
@@ -116,7 +123,12 @@ def analyze(
     if is_table_dir(path):
         result = load_table_dir(path)
         return analyze_ingested(
-            result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path), enriched=True
+            result,
+            selftel=selftel,
+            raise_errors=raise_errors,
+            incident_label=str(path),
+            enriched=True,
+            retain=retain,
         )
     limits = limits or BundleLimits()
     with open_bundle(path, limits) as opened:
@@ -129,4 +141,8 @@ def analyze(
             extra_skipped=opened.skipped,
             label=printable(str(path)),
         )
-        return analyze_ingested(result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path))
+        if retain is not None:
+            retain.append(result)
+        return analyze_ingested(
+            result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path), retain=retain
+        )

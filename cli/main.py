@@ -80,5 +80,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    tracecore.main(args=argv)
+    """Console-script entry point: runs the command, then ends the process without teardown."""
+    from .app import enable_fast_exit, exit_now
+
+    enable_fast_exit()
+    try:
+        tracecore.main(args=argv)
+    except SystemExit as exc:
+        exit_now(exc.code)
+    exit_now(0)

@@ -117,6 +117,8 @@ def analyze_command(
     from tracecore.analyzers.bundle import BundleLimits
     from tracecore.analyzers.pipeline import analyze
 
+    from ..app import keep_until_exit
+
     telemetry = selftel_module.from_cli(
         selftel,
         selftel_file=selftel_file,
@@ -132,6 +134,7 @@ def analyze_command(
                 progress=progress,
                 raise_errors=debug,
                 limits=BundleLimits(max_bundle_bytes, max_bundle_files),
+                retain=keep_until_exit(),
             )
         if explain_id is not None and report.verdict(explain_id) is None:
             known = ", ".join(v.id for v in report.verdicts) or "none"
