@@ -1306,6 +1306,10 @@ def parse_kernel_text(ctx: FileContext, out: ParseOutput) -> pa.Table:
         hot = env.filter(interesting)
         unique = hot.select("msg").unique()
         classes = _classify(unique)
+        # attrs depend on the message only: built once per distinct message, not per line.
+        attr_cols = [c for c in classes.columns if c.startswith(_ATTR_PREFIX)]
+        if attr_cols:
+            classes = classes.with_columns(_attr_lists(classes, attr_cols)).drop(attr_cols)
         hot = hot.join(classes, on="msg", how="left").sort("idx")
         hot = _fold_continuations(hot)
         hot = _fold_fallen_off_block(hot)
@@ -1446,10 +1450,11 @@ def _prepare_hot(hot: pl.DataFrame) -> pl.DataFrame:
     """Classified rows with their attrs as one list-of-struct column (small frame)."""
     if "trace" not in hot.columns:
         hot = hot.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("trace"))
-    attr_cols = [c for c in hot.columns if c.startswith(_ATTR_PREFIX)]
     keep = [*_BASE, "kind", "xid", "severity", "subject", "pci_raw", "pid", "comm", "trace"]
-    attrs = _attr_lists(hot, attr_cols) if attr_cols else pl.repeat(None, hot.height, eager=True)
-    hot = hot.select(keep).with_columns(attrs.alias("attrs"))
+    if "attrs" in hot.columns:
+        hot = hot.select(*keep, "attrs")
+    else:
+        hot = hot.select(keep).with_columns(pl.repeat(None, hot.height, eager=True).alias("attrs"))
     return hot.with_columns(
         pl.coalesce("severity", _level_severity()).alias("severity"),
         # JSON journal records name their device: use it when the message did not.
