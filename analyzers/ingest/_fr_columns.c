@@ -713,6 +713,7 @@ typedef struct {
     Strings strings;     /* F_STR; F_STRS: the items */
     Buffer list_offsets; /* F_SHAPES, F_STRS: outer list offsets */
     Buffer inner_offsets; /* F_SHAPES: inner list offsets */
+    Buffer numel;         /* F_SHAPES: per entry, the elements of all its tensors (int64) */
 } Column;
 
 static int column_init(Column *c, FieldType type) {
@@ -732,6 +733,7 @@ static void column_free(Column *c) {
     PyMem_RawFree(c->strings.data.p);
     PyMem_RawFree(c->list_offsets.p);
     PyMem_RawFree(c->inner_offsets.p);
+    PyMem_RawFree(c->numel.p);
 }
 
 static int is_seq(const Node *n) { return n->kind == K_LIST || n->kind == K_TUPLE; }
@@ -767,22 +769,30 @@ static int column_push(Column *c, FieldType type, const Node *n) {
             }
         }
         return buf_i32(&c->list_offsets, (int32_t)(c->strings.offsets.n / 4 - 1));
-    case F_SHAPES:
+    case F_SHAPES: {
+        /* numel: the sum over tensors of the product of their dimensions, in wrapping int64
+         * arithmetic like flight_recorder.numel_series (0 for null entries, masked by validity). */
+        uint64_t numel = 0;
         if (present) {
             if (!is_seq(n)) return -1;
             for (Py_ssize_t i = 0; i < n->u.seq.n; i++) {
                 const Node *shape = n->u.seq.items[i];
                 if (!is_seq(shape)) return -1;
+                uint64_t product = 1;
                 for (Py_ssize_t j = 0; j < shape->u.seq.n; j++) {
                     if (shape->u.seq.items[j]->kind != K_INT) return -1;
                     if (buf_put(&c->values, &shape->u.seq.items[j]->u.i, 8) < 0) return -1;
+                    product *= (uint64_t)shape->u.seq.items[j]->u.i;
                 }
+                numel += product;
                 if (c->values.n / 8 > INT32_MAX) return -1;
                 if (buf_i32(&c->inner_offsets, (int32_t)(c->values.n / 8)) < 0) return -1;
             }
         }
+        if (buf_put(&c->numel, &numel, 8) < 0) return -1;
         if (c->inner_offsets.n / 4 - 1 > INT32_MAX) return -1;
         return buf_i32(&c->list_offsets, (int32_t)(c->inner_offsets.n / 4 - 1));
+    }
     }
     return -1;
 }
@@ -803,8 +813,8 @@ static PyObject *column_result(Column *c, FieldType type) {
         return Py_BuildValue("(NNNN)", validity, buf_bytes(&c->list_offsets), buf_bytes(&c->strings.offsets),
                              buf_bytes(&c->strings.data));
     case F_SHAPES:
-        return Py_BuildValue("(NNNN)", validity, buf_bytes(&c->list_offsets), buf_bytes(&c->inner_offsets),
-                             buf_bytes(&c->values));
+        return Py_BuildValue("(NNNNN)", validity, buf_bytes(&c->list_offsets), buf_bytes(&c->inner_offsets),
+                             buf_bytes(&c->values), buf_bytes(&c->numel));
     }
     Py_DECREF(validity);
     return NULL;

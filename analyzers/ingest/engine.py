@@ -37,7 +37,7 @@ from .registry import PARSERS, parser_for
 PARALLEL_MIN_BYTES = 8 << 20
 PARALLEL_MIN_FILES = 8
 MAX_FILE_BYTES = 2 << 30
-HEAD_DIGEST_BYTES = 64 << 10
+HEAD_DIGEST_BYTES = 8 << 10
 _SPOOL_NUMBERS = itertools.count()
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -423,7 +423,7 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     for group in by_size.values():
         if len(group) < 2:
             continue
-        # Same-size files are common (per-rank dumps of one job): a digest of the first 64 KiB
+        # Same-size files are common (per-rank dumps of one job): a digest of the first 8 KiB
         # separates almost all of them, and only files whose heads agree are hashed whole.
         by_head: dict[bytes, list[DiscoveredFile]] = {}
         for job in group:

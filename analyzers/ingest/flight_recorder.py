@@ -770,6 +770,12 @@ def _entry_columns(
     cols["output_sizes"] = take_interned("output_sizes", SHAPES, _to_shapes, True)
     cols["input_dtypes"] = take_interned("input_dtypes", pa.list_(pa.string()), _to_strs, False)
     cols["output_dtypes"] = take_interned("output_dtypes", pa.list_(pa.string()), _to_strs, False)
+    for shapes in ("input_sizes", "output_sizes"):
+        name = shapes.replace("sizes", "numel")
+        if native is not None:
+            cols[name] = native.numel[name]
+        else:
+            cols[name] = numel_series(pl.Series("s", cols[shapes])).to_arrow().cast(pa.int64())
 
     # Process group: (name, desc) tuple in pickles, list in JSON; pre-2024 dumps only have pg_id.
     # Few distinct values: encode each entry as a code, resolve the distinct values once, expand
@@ -1029,9 +1035,13 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     files: dict[str, int | None] = {}
     for frame in (entries, status, config):
         if frame.height:
-            pairs = frame.select("source_file", *(["rank"] if "rank" in frame.columns else [])).unique(
-                maintain_order=True
+            # Rows of one dump are contiguous: the first row of each run of equal pairs keeps
+            # every first occurrence, so unique() runs on one row per dump, not per entry.
+            pair_keys = ["source_file", *(["rank"] if "rank" in frame.columns else [])]
+            run_start = pl.any_horizontal(
+                pl.int_range(pl.len()) == 0, *(pl.col(k).ne_missing(pl.col(k).shift(1)) for k in pair_keys)
             )
+            pairs = frame.select(pair_keys).filter(run_start).unique(maintain_order=True)
             for row in pairs.iter_rows():
                 rel = row[0]
                 if rel is None:
@@ -1123,11 +1133,18 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     if full.num_rows:
         # One vectorised pass over every dump (cheaper than per file: fixed costs paid once).
         for column in ("input", "output"):
-            sizes = pl.Series("s", full.column(f"{column}_sizes"))
+            # The parser fills numel per dump; tables built elsewhere may leave it to this pass.
+            numel = full.column(f"{column}_numel")
+            shapes = full.column(f"{column}_sizes")
+            if (
+                numel.null_count == shapes.null_count
+                and not pc.any(pc.and_(pc.is_null(numel), pc.is_valid(shapes))).as_py()
+            ):
+                continue
             full = full.set_column(
                 full.schema.get_field_index(f"{column}_numel"),
                 f"{column}_numel",
-                numel_series(sizes).to_arrow().cast(pa.int64()),
+                numel_series(pl.Series("s", shapes)).to_arrow().cast(pa.int64()),
             )
         full = full.set_column(
             full.schema.get_field_index("rank"), "rank", entries["rank"].to_arrow().cast(pa.int32())

@@ -33,6 +33,7 @@ class NativeEntries:
 
     count: int
     direct: pa.StructArray  # the plain fields, shaped like flight_recorder._DIRECT_FIELDS
+    numel: dict[str, pa.Array]  # input_numel, output_numel (flight_recorder.numel_series)
     pg_names: pa.Array
     pg_descs: pa.Array
     stack_codes: pa.Array  # int32: each entry's code into ``stacks``
@@ -48,9 +49,16 @@ def decode(data: bytes, is_json: bool, fields: pa.StructType) -> tuple[dict[str,
         return None
     top, count, buffers, (names, descs), (codes, stacks) = decoded
     arrays = [_array(field.type, count, buffers[field.name]) for field in fields]
+    numel = {}
+    for shapes in ("input_sizes", "output_sizes"):
+        bits, nulls = _validity(buffers[shapes][0])
+        numel[shapes.replace("sizes", "numel")] = pa.Array.from_buffers(
+            pa.int64(), count, [bits, pa.py_buffer(buffers[shapes][4])], null_count=nulls
+        )
     return top, NativeEntries(
         count=count,
         direct=pa.StructArray.from_arrays(arrays, fields=list(fields)),
+        numel=numel,
         pg_names=_strings(count, *names),
         pg_descs=_strings(count, *descs),
         stack_codes=pa.Array.from_buffers(pa.int32(), count, [None, pa.py_buffer(codes)]),

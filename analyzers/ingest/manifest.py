@@ -6,6 +6,7 @@ Every key is validated; an unknown or ill-typed key is a one-line error naming i
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -86,9 +87,9 @@ class Manifest:
         """The host entry for ``name``."""
         return next((h for h in self.hosts if h.name == name), None) if name else None
 
-    @property
+    @functools.cached_property
     def host_names(self) -> frozenset[str]:
-        """Every host named in ``[[hosts]]`` or ``[[ranks]]``."""
+        """Every host named in ``[[hosts]]`` or ``[[ranks]]`` (asked once per discovered file)."""
         return frozenset({h.name for h in self.hosts} | {r.host for r in self.ranks if r.host})
 
     def rank_for_pid(self, host: str | None, pid: int | None) -> int | None:
