@@ -51,6 +51,26 @@ class Run:
 
 
 def _tree_rss(pid: int) -> int:
+    """RSS of ``pid`` and all its descendants, in bytes.
+
+    On Linux read straight from /proc (the children lists and statm: ~0.1 ms per poll); psutil's
+    tree walk scans every process on the machine (~3 ms per poll, a noticeable share of a core
+    when polled every 20 ms during a measurement on 2 cores).
+    """
+    if os.path.isdir(f"/proc/{pid}/task"):
+        page = os.sysconf("SC_PAGE_SIZE")
+        total, pending = 0, [pid]
+        while pending:
+            current = pending.pop()
+            try:
+                with open(f"/proc/{current}/statm") as handle:
+                    total += int(handle.read().split()[1]) * page
+                for task in os.listdir(f"/proc/{current}/task"):
+                    with open(f"/proc/{current}/task/{task}/children") as handle:
+                        pending.extend(int(child) for child in handle.read().split())
+            except (OSError, ValueError):
+                continue  # the process ended between two reads
+        return total
     try:
         import psutil
     except ImportError:
