@@ -1,8 +1,10 @@
 """PyTorch flight-recorder (FR) dumps: pickle (restricted) and JSON, every format version.
 
-One file is one rank's ring buffer. ``parse`` turns its entries into columns directly (one Python
-list per column, converted to Arrow once), with stack frames converted once per distinct stack
-(torch memo-shares identical frame dicts, so stacks are keyed by the identity of their frames).
+One file is one rank's ring buffer. ``parse`` turns its entries into columns: a plain, well-typed
+dump through the compiled decoder (``fr_native``: no Python object per entry), anything else
+through the restricted unpickler or orjson and one Python list per column, converted to Arrow
+once; both give identical tables. Stack frames are converted once per distinct stack (torch
+memo-shares identical frame dicts, so stacks are keyed by the identity of their frames).
 ``finalize`` works across files: it settles ranks (file name, manifest, content), reports two
 dumps claiming one rank, decides process-group membership (``pg_config`` when sane, inferred
 from the entries otherwise — torch 2.13 gloo writes a broken one) and gives every entry its group
