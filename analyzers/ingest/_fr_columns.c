@@ -614,6 +614,7 @@ static int buf_reserve(Buffer *b, Py_ssize_t extra) {
 }
 
 static inline int buf_put(Buffer *b, const void *src, Py_ssize_t size) {
+    if (size == 0) return 0; /* an empty string: nothing to copy, and the buffer may not exist yet */
     if (b->n + size > b->cap && buf_reserve(b, size) < 0) return -1;
     memcpy(b->p + b->n, src, (size_t)size);
     b->n += size;
