@@ -75,7 +75,7 @@ typedef struct {
     Py_ssize_t len, pos;
     Chunk *chunks;
     ItemChunk *item_chunks;
-    PyObject *keep; /* converted containers, alive until the end of decode() */
+    PyObject *keep; /* converted containers, alive until the end of decode_with() */
     TextChunk *texts;
     Node **stack;
     Py_ssize_t sp, stack_cap;
@@ -739,6 +739,11 @@ static void column_free(Column *c) {
 
 static int is_seq(const Node *n) { return n->kind == K_LIST || n->kind == K_TUPLE; }
 
+/* Whether ``key`` is the string ``text`` (of ``size`` bytes). */
+static int key_is(const Node *key, const char *text, Py_ssize_t size) {
+    return key->kind == K_STR && key->u.s.n == size && memcmp(key->u.s.p, text, (size_t)size) == 0;
+}
+
 /* Appends one entry's value (NULL: key absent); -1 when its type needs the Python path. */
 static int column_push(Column *c, FieldType type, const Node *n) {
     int present = n != NULL && n->kind != K_NONE;
@@ -821,22 +826,19 @@ static PyObject *column_result(Column *c, FieldType type) {
     return NULL;
 }
 
-/* Which slot a key names: -1 not a string, -2 a string of no interest. */
-static Py_ssize_t FIELD_LENGTHS[N_FIELDS];
+static Py_ssize_t FIELD_LENGTHS[N_FIELDS]; /* strlen of each FIELDS name, set at import */
 
+/* Which slot a string key names, or -2 for a key of no interest. */
 static int slot_lookup(const Node *key) {
-    if (key->kind != K_STR) return -1;
     for (int i = 0; i < N_FIELDS; i++)
-        if (FIELD_LENGTHS[i] == key->u.s.n && memcmp(FIELDS[i].name, key->u.s.p, (size_t)key->u.s.n) == 0)
-            return i;
-    if (key->u.s.n == 13 && memcmp(key->u.s.p, "process_group", 13) == 0) return SLOT_GROUP;
-    if (key->u.s.n == 6 && memcmp(key->u.s.p, "frames", 6) == 0) return SLOT_FRAMES;
-    if ((key->u.s.n == 6 && memcmp(key->u.s.p, "seq_id", 6) == 0) ||
-        (key->u.s.n == 5 && memcmp(key->u.s.p, "sizes", 5) == 0))
-        return SLOT_ALIAS;
+        if (key_is(key, FIELDS[i].name, FIELD_LENGTHS[i])) return i;
+    if (key_is(key, "process_group", 13)) return SLOT_GROUP;
+    if (key_is(key, "frames", 6)) return SLOT_FRAMES;
+    if (key_is(key, "seq_id", 6) || key_is(key, "sizes", 5)) return SLOT_ALIAS;
     return -2;
 }
 
+/* Which slot a key names: -1 not a string, -2 a string of no interest (cached on the key node). */
 static int slot_of(Node *key) {
     if (key->kind != K_STR) return -1;
     if (key->slot == 0) key->slot = (int8_t)(slot_lookup(key) + 3);
@@ -918,16 +920,13 @@ static int32_t stack_code(StackTable *t, Node *frames) {
     return (int32_t)t->count++;
 }
 
-/* ---- decode() -------------------------------------------------------------------------- */
+/* ---- from the decoded dump to the result ------------------------------------------------- */
 
 static Node *dict_get(const Node *dict, const char *name) {
     Node *found = NULL;
-    Py_ssize_t size = (Py_ssize_t)strlen(name);
-    for (Py_ssize_t i = 0; i < dict->u.seq.n; i += 2) {
-        const Node *key = dict->u.seq.items[i];
-        if (key->kind == K_STR && key->u.s.n == size && memcmp(key->u.s.p, name, (size_t)size) == 0)
+    for (Py_ssize_t i = 0; i < dict->u.seq.n; i += 2)
+        if (key_is(dict->u.seq.items[i], name, (Py_ssize_t)strlen(name)))
             found = dict->u.seq.items[i + 1]; /* the last value of a repeated key wins, as in Python */
-    }
     return found;
 }
 
@@ -936,7 +935,7 @@ static PyObject *top_without_entries(Machine *m, Node *top) {
     PyObject *result = PyDict_New();
     for (Py_ssize_t i = 0; result != NULL && i < top->u.seq.n; i += 2) {
         Node *key = top->u.seq.items[i];
-        if (key->kind == K_STR && key->u.s.n == 7 && memcmp(key->u.s.p, "entries", 7) == 0) continue;
+        if (key_is(key, "entries", 7)) continue;
         PyObject *k = to_python(m->keep, key, 1);
         PyObject *v = k ? to_python(m->keep, top->u.seq.items[i + 1], 1) : NULL;
         if (v == NULL || PyDict_SetItem(result, k, v) < 0) Py_CLEAR(result);
@@ -948,20 +947,15 @@ static PyObject *top_without_entries(Machine *m, Node *top) {
 
 typedef struct {
     Column columns[N_FIELDS];
-    Validity name_valid, desc_valid;
-    Strings group_names, group_descs;
+    Column group_name, group_desc; /* process_group's first two items, as string columns */
     Buffer stack_codes;
     StackTable stacks;
 } Builders;
 
 static void builders_free(Builders *b) {
     for (int i = 0; i < N_FIELDS; i++) column_free(&b->columns[i]);
-    PyMem_RawFree(b->name_valid.bytes.p);
-    PyMem_RawFree(b->desc_valid.bytes.p);
-    PyMem_RawFree(b->group_names.offsets.p);
-    PyMem_RawFree(b->group_names.data.p);
-    PyMem_RawFree(b->group_descs.offsets.p);
-    PyMem_RawFree(b->group_descs.data.p);
+    column_free(&b->group_name);
+    column_free(&b->group_desc);
     PyMem_RawFree(b->stack_codes.p);
     PyMem_RawFree(b->stacks.slots);
     PyMem_RawFree(b->stacks.codes);
@@ -992,9 +986,7 @@ static int add_entry(Builders *b, const Node *entry) {
         name = group->u.seq.items[0];
         desc = group->u.seq.items[1];
     }
-    if (valid_push(&b->name_valid, name != NULL && name->kind == K_STR) < 0) return -1;
-    if (valid_push(&b->desc_valid, desc != NULL && desc->kind == K_STR) < 0) return -1;
-    if (strings_push(&b->group_names, name) < 0 || strings_push(&b->group_descs, desc) < 0) return -1;
+    if (column_push(&b->group_name, F_STR, name) < 0 || column_push(&b->group_desc, F_STR, desc) < 0) return -1;
 
     /* frames: a list of frame dicts (or None); identical stacks share their frame nodes. */
     Node *frames = slots[SLOT_FRAMES] ? slots[SLOT_FRAMES] : &NONE_NODE;
@@ -1012,7 +1004,7 @@ static PyObject *build_result(Machine *m, Node *top, Node *entries, Builders *b)
     Py_ssize_t count = entries->u.seq.n;
     for (int i = 0; i < N_FIELDS; i++)
         if (column_init(&b->columns[i], FIELDS[i].type) < 0) return NULL;
-    if (strings_init(&b->group_names) < 0 || strings_init(&b->group_descs) < 0) return NULL;
+    if (column_init(&b->group_name, F_STR) < 0 || column_init(&b->group_desc, F_STR) < 0) return NULL;
     for (Py_ssize_t i = 0; i < count; i++)
         if (add_entry(b, entries->u.seq.items[i]) < 0) return NULL;
 
@@ -1037,19 +1029,17 @@ static PyObject *build_result(Machine *m, Node *top, Node *entries, Builders *b)
         }
     }
     PyObject *top_dict = distinct ? top_without_entries(m, top) : NULL;
-    PyObject *name_validity = top_dict ? validity_pair(&b->name_valid) : NULL;
-    PyObject *desc_validity = name_validity ? validity_pair(&b->desc_valid) : NULL;
-    if (desc_validity == NULL) {
-        Py_XDECREF(name_validity);
+    PyObject *names = top_dict ? column_result(&b->group_name, F_STR) : NULL;
+    PyObject *descs = names ? column_result(&b->group_desc, F_STR) : NULL;
+    if (descs == NULL) {
+        Py_XDECREF(names);
         Py_DECREF(columns);
         Py_XDECREF(distinct);
         Py_XDECREF(top_dict);
         return NULL;
     }
-    return Py_BuildValue("(NnN((NNN)(NNN))(NN))", top_dict, count, columns, name_validity,
-                         buf_bytes(&b->group_names.offsets), buf_bytes(&b->group_names.data), desc_validity,
-                         buf_bytes(&b->group_descs.offsets), buf_bytes(&b->group_descs.data),
-                         buf_bytes(&b->stack_codes), distinct);
+    return Py_BuildValue("(NnN(NN)(NN))", top_dict, count, columns, names, descs, buf_bytes(&b->stack_codes),
+                         distinct);
 }
 
 /* ---- JSON: the same arena values from torch's _dump_fr_trace_json text -------------------- */
