@@ -68,11 +68,13 @@ def analyze_ingested(
     ``enriched`` says the tables already had the manifest, clock and identity applied (a table
     directory written by ``tracecore ingest``), so host clock offsets are not removed twice.
     """
+    if retain is not None:
+        retain.append(result)
     if not enriched:
         result = apply_manifest_and_identity(result)
+        if retain is not None:
+            retain.append(result)
     enriched_result = result
-    if retain is not None:
-        retain.append(enriched_result)
     run = run_detectors(enriched_result, detectors, selftel, raise_errors)
     correlation = correlate(run.verdicts, enriched_result.tables, enriched_result.manifest)
     by_id = {d.id: d for d in detectors}
@@ -141,8 +143,6 @@ def analyze(
             extra_skipped=opened.skipped,
             label=printable(str(path)),
         )
-        if retain is not None:
-            retain.append(result)
         return analyze_ingested(
             result, selftel=selftel, raise_errors=raise_errors, incident_label=str(path), retain=retain
         )

@@ -1,8 +1,8 @@
 """The ingest engine: discover files, parse them (in parallel), run cross-file steps, build the ledger.
 
-Files are independent, so they are parsed in worker processes; each worker writes its Arrow
-tables as IPC files to a private temporary folder, which the parent memory-maps and concatenates
-without copying. Garbage collection is paused while parsing because parsers build many
+Files are independent, so they are parsed in worker processes; each worker appends its Arrow
+tables to IPC streams in a private temporary folder (one per table name per batch of files),
+which the parent memory-maps, slices per file and concatenates without copying. Garbage collection is paused while parsing because parsers build many
 short-lived containers and no cycles.
 """
 
@@ -175,7 +175,6 @@ class _BatchSpool:
     def __init__(self, folder: str | None) -> None:
         self.folder = folder
         self.streams: dict[str, tuple[str, pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
-        self.written: dict[str, int] = {}
         self.broken: set[str] = set()
 
     def pack(self, name: str, table: pa.Table) -> SpoolSlice | bytes:
@@ -187,12 +186,10 @@ class _BatchSpool:
                 path = os.path.join(self.folder, f"{os.getpid()}-{next(_SPOOL_NUMBERS)}-{name}.arrow")
                 sink = pa.OSFile(path, "wb")
                 self.streams[name] = (path, sink, pa.ipc.new_stream(sink, table.schema))
-                self.written[name] = 0
             path, _, writer = self.streams[name]
-            first = self.written[name]
+            first = writer.stats.num_record_batches
             for batch in batches:
                 writer.write_batch(batch)
-                self.written[name] += 1
         except (OSError, pa.ArrowInvalid):
             # Batches written before the failure stay readable; this table and later ones of
             # this name go through the pipe.
