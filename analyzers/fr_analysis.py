@@ -56,6 +56,23 @@ SCATTER_OPS = frozenset({"scatter"})
 # Ops whose per-rank sizes legitimately differ (uneven variants): totals only, or nothing.
 UNEVEN_OPS = frozenset({"all_gather_v", "reduce_scatter_v"})
 
+# Each op's size rules, as a small integer per entry: looked up once instead of testing every
+# entry's op against each set.
+_OTHER, _ALL_REDUCE, _ALL_GATHER, _REDUCE_SCATTER, _ALL_TO_ALL, _GATHER, _SCATTER, _UNEVEN = range(8)
+_OP_KIND = {
+    op: kind
+    for kind, ops in (
+        (_ALL_REDUCE, ALL_REDUCE_OPS),
+        (_ALL_GATHER, ALL_GATHER_OPS),
+        (_REDUCE_SCATTER, REDUCE_SCATTER_OPS),
+        (_ALL_TO_ALL, ALL_TO_ALL_OPS),
+        (_GATHER, GATHER_OPS),
+        (_SCATTER, SCATTER_OPS),
+        (_UNEVEN, UNEVEN_OPS),
+    )
+    for op in ops
+}
+
 
 @dataclass(frozen=True)
 class Group:
@@ -131,8 +148,9 @@ def _done_expr() -> pl.Expr:
     )
 
 
-def _sizes_hash(column: str, ignore: pl.Expr) -> pl.Expr:
-    return pl.when(ignore).then(pl.lit(None, dtype=pl.UInt64)).otherwise(pl.col(column).hash())
+def _any_text(column: str) -> pl.Expr:
+    """The list of strings in ``column`` holds a non-empty one (null for a null list)."""
+    return pl.col(column).list.eval(pl.element().str.len_bytes() > 0).list.any()
 
 
 def _relation_bad(part: str, whole: str) -> pl.Expr:
@@ -157,6 +175,7 @@ _NOT_IN_VIEW = frozenset(
 _CATEGORICAL_IN_VIEW = ("call_site", "source_file", "host", "pg_desc")
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
+_SIGNATURES = ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig")
 
 
 def _call_aggregations(single: bool) -> list[pl.Expr]:
@@ -167,8 +186,11 @@ def _call_aggregations(single: bool) -> list[pl.Expr]:
     first/min/max of one value) costs several seconds at a thousand ranks for nothing.
     """
 
-    def listed(expr: pl.Expr) -> pl.Expr:
-        return pl.concat_list(expr) if single else expr
+    def signature(expr: pl.Expr) -> pl.Expr:
+        # Several entries are hashed as one list, in record order, after the group-by
+        # (``_fold_calls``); a list never hashes like a single value, so a coalesced call never
+        # matches a plain one.
+        return expr.hash() if single else expr
 
     def folded(expr: pl.Expr, how: str) -> pl.Expr:
         return expr if single else getattr(expr, how)()
@@ -179,11 +201,11 @@ def _call_aggregations(single: bool) -> list[pl.Expr]:
     return [
         (pl.col("op").fill_null("") if single else pl.col("op").str.join("+")).alias("ops"),
         folded(pl.col("profiling_name"), "first").alias("profiling_name"),
-        listed(pl.col("_sig_e")).alias("sig"),
-        listed(pl.col("op")).alias("op_sig"),
-        listed(pl.col("_in_h")).alias("in_sig"),
-        listed(pl.col("_out_h")).alias("out_sig"),
-        listed(pl.struct("_in_dt", "_out_dt").hash()).alias("dtype_sig"),
+        signature(pl.col("_sig_e")).alias("sig"),
+        signature(pl.col("op")).alias("op_sig"),
+        signature(pl.col("_in_h")).alias("in_sig"),
+        signature(pl.col("_out_h")).alias("out_sig"),
+        signature(pl.struct("_in_dt", "_out_dt").hash()).alias("dtype_sig"),
         folded(pl.col("_syntax_bad"), "any").alias("syntax_bad"),
         folded(pl.col("done"), "any").alias("done"),
         folded(retired_not_completed, "any").alias("retired_not_completed"),
@@ -217,8 +239,10 @@ def _fold_calls(coll: pl.DataFrame) -> pl.DataFrame:
     ops have several): those are projected row by row and only the rest go through a group-by.
     """
     indexed = coll.with_row_index("_row")
-    several = pl.struct(*_CALL_KEYS).is_duplicated()
-    marked = indexed.with_columns(several.alias("_several"))
+    several = _repeated_rows(indexed)
+    if several.len() == 0:
+        return indexed.select(*_CALL_KEYS, *_call_aggregations(single=True))
+    marked = indexed.with_columns(pl.col("_row").is_in(several.implode()).alias("_several"))
     singles = marked.filter(~pl.col("_several")).select(
         *_CALL_KEYS, *_call_aggregations(single=True), pl.col("_row")
     )
@@ -226,10 +250,25 @@ def _fold_calls(coll: pl.DataFrame) -> pl.DataFrame:
         marked.filter(pl.col("_several"))
         .group_by(*_CALL_KEYS, maintain_order=True)
         .agg(*_call_aggregations(single=False), pl.col("_row").first())
+        .with_columns(pl.col(c).hash() for c in _SIGNATURES)
     )
-    if multiples.height == 0:
-        return singles.drop("_row")
     return pl.concat([singles, multiples], how="vertical").sort("_row").drop("_row")
+
+
+def _repeated_rows(indexed: pl.DataFrame) -> pl.Series:
+    """``_row`` of every entry whose (group, seq, rank) another entry shares.
+
+    Sorting the keys' hashes finds the few repeated ones far faster than a hash-table pass over
+    millions of entries; only entries with a repeated hash are then compared by their keys, so
+    a hash collision costs time, never a wrong fold.
+    """
+    hashes = indexed.select(pl.struct(*_CALL_KEYS).hash()).to_series()
+    ordered = hashes.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    if repeated.len() == 0:
+        return pl.Series("_row", [], dtype=pl.UInt32)
+    candidates = indexed.filter(hashes.is_in(repeated.unique().implode()))
+    return candidates.filter(pl.struct(*_CALL_KEYS).is_duplicated())["_row"]
 
 
 def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
@@ -274,20 +313,6 @@ def _build(tables: Tables) -> FrView:
         for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
         if r is not None
     }
-    # A group whose membership was inferred from the entries, or with members that left no dump,
-    # may be larger than its known member list: its size relations then use the size the
-    # entries themselves imply (output/input numel ratio), which must be a whole multiple and
-    # at least the known member count.
-    size_map = pl.DataFrame(
-        {
-            "group_key": list(groups),
-            "_size": [len(g.members) for g in groups.values()],
-            "_exact": [g.source != "inferred" and not g.missing_dumps for g in groups.values()],
-        },
-        schema={"group_key": pl.String, "_size": pl.Int64, "_exact": pl.Boolean},
-    )
-    op = pl.col("op").fill_null("")
-    a2a = op.is_in(list(ALL_TO_ALL_OPS)) | op.is_in(list(UNEVEN_OPS))
     # Frames are not needed for the per-call folding (only call_stack_id / call_site): project
     # them away first so filters and group-bys never move the nested stacks.
     # Only the columns the per-call folding reads: filters and joins then never move the others
@@ -325,43 +350,67 @@ def _build(tables: Tables) -> FrView:
         )
         if c in entries.columns
     ]
-    sizes = dict(zip(size_map["group_key"].to_list(), size_map["_size"].to_list(), strict=True))
-    exact = dict(zip(size_map["group_key"].to_list(), size_map["_exact"].to_list(), strict=True))
+    # A group whose membership was inferred from the entries, or with members that left no dump,
+    # may be larger than its known member list: its size relations then use the size the
+    # entries themselves imply (output/input numel ratio), which must be a whole multiple and
+    # at least the known member count. Size and exactness go in one lookup (size x 2 + exact):
+    # a string lookup over millions of entries costs more than the arithmetic.
+    size_code = {
+        key: len(g.members) * 2 + int(g.source != "inferred" and not g.missing_dumps)
+        for key, g in groups.items()
+    }
+    kind = pl.col("_kind")
+    ignore_in = kind.is_in([_ALL_TO_ALL, _UNEVEN, _SCATTER])
+    ignore_out = kind.is_in([_ALL_TO_ALL, _UNEVEN, _GATHER])
     # Signatures are hashed on every entry first, then the nested size and dtype lists are dropped
     # before the filter and the folding, so they are never copied (detectors that report them
     # read them from the entries: ``shape_details``).
     coll = (
         entries.select(work_columns)
         .with_columns(
-            pl.col("group_key").replace_strict(sizes, default=None, return_dtype=pl.Int64).alias("_size"),
-            pl.col("group_key").replace_strict(exact, default=None, return_dtype=pl.Boolean).alias("_exact"),
+            pl.col("op")
+            .fill_null("")
+            .replace_strict(_OP_KIND, default=_OTHER, return_dtype=pl.UInt8)
+            .alias("_kind"),
+            pl.col("group_key")
+            .replace_strict(size_code, default=None, return_dtype=pl.Int64)
+            .alias("_size_code"),
+            pl.col("input_sizes").hash().alias("_in_raw"),
+            pl.col("output_sizes").hash().alias("_out_raw"),
+        )
+        .with_columns(
+            (pl.col("_size_code") // 2).alias("_size"),
+            (pl.col("_size_code") % 2 == 1).alias("_exact"),
         )
         .with_columns(
             _done_expr().alias("done"),
-            _sizes_hash("input_sizes", a2a | op.is_in(list(SCATTER_OPS))).alias("_in_h"),
-            _sizes_hash("output_sizes", a2a | op.is_in(list(GATHER_OPS))).alias("_out_h"),
+            pl.when(ignore_in)
+            .then(pl.lit(None, dtype=pl.UInt64))
+            .otherwise(pl.col("_in_raw"))
+            .alias("_in_h"),
+            pl.when(ignore_out)
+            .then(pl.lit(None, dtype=pl.UInt64))
+            .otherwise(pl.col("_out_raw"))
+            .alias("_out_h"),
             # Empty tensors (non-root gather/scatter: [] or [""]) carry no dtype to compare.
-            pl.when(~op.is_in(list(SCATTER_OPS)) & (pl.col("input_dtypes").list.join("").str.len_bytes() > 0))
+            pl.when((kind != _SCATTER) & _any_text("input_dtypes"))
             .then(pl.col("input_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_in_dt"),
-            pl.when(~op.is_in(list(GATHER_OPS)) & (pl.col("output_dtypes").list.join("").str.len_bytes() > 0))
+            pl.when((kind != _GATHER) & _any_text("output_dtypes"))
             .then(pl.col("output_dtypes").hash())
             .otherwise(pl.lit(None, dtype=pl.UInt64))
             .alias("_out_dt"),
             # Per-rank size relations (an op that disagrees with itself).
             (
-                (
-                    op.is_in(list(ALL_REDUCE_OPS))
-                    & (pl.col("input_sizes").hash() != pl.col("output_sizes").hash())
-                )
+                ((kind == _ALL_REDUCE) & (pl.col("_in_raw") != pl.col("_out_raw")))
                 | (
-                    op.is_in(list(ALL_GATHER_OPS))
+                    (kind == _ALL_GATHER)
                     & _relation_bad("input_numel", "output_numel")
                     & (pl.col("input_numel") > 0)
                 )
                 | (
-                    op.is_in(list(REDUCE_SCATTER_OPS))
+                    (kind == _REDUCE_SCATTER)
                     & _relation_bad("output_numel", "input_numel")
                     & (pl.col("output_numel") > 0)
                 )
@@ -372,19 +421,14 @@ def _build(tables: Tables) -> FrView:
     )
     coll = (
         coll.with_columns(pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"))
-        .drop(*_SHAPE_COLUMNS, strict=False)
+        .drop(*_SHAPE_COLUMNS, "_kind", "_size_code", "_in_raw", "_out_raw", "_size", "_exact", strict=False)
         .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
     )
-    wrapped = (
-        entries.select("rank", "record_id")
-        .group_by("rank")
-        .agg((pl.col("record_id").min() > 0).fill_null(False).alias("wrapped"))
+    # A dump whose oldest record id is not 0 has wrapped its ring buffer (lost older entries).
+    wrapped_ranks = (
+        entries.group_by("rank").agg(pl.col("record_id").min()).filter(pl.col("record_id") > 0)["rank"]
     )
-    calls = (
-        _fold_calls(coll)
-        .join(wrapped, on="rank", how="left")
-        .with_columns(pl.col(c).hash() for c in ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig"))
-    )
+    calls = _fold_calls(coll).with_columns(pl.col("rank").is_in(wrapped_ranks.implode()).alias("wrapped"))
     # The oldest sequence number of a wrapped buffer may be cut in the middle of a coalesced
     # group: it is kept for progress but not compared.
     calls = calls.with_columns(

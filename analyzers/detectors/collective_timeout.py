@@ -39,7 +39,7 @@ def detect(tables: Tables) -> list[Verdict]:
     view = fr_view(tables)
     if view is None or view.calls.height == 0:
         return []
-    calls = view.calls.with_columns(
+    calls = view.calls.lazy().with_columns(
         (pl.col("retired_not_completed") & (pl.col("backend") != "gloo").fill_null(True)).alias("_failed"),
         (
             ~pl.col("done")
@@ -51,7 +51,7 @@ def detect(tables: Tables) -> list[Verdict]:
             )
         ).alias("_overdue"),
     )
-    bad = calls.filter(pl.col("_failed") | pl.col("_overdue"))
+    bad = calls.filter(pl.col("_failed") | pl.col("_overdue")).collect()
     verdicts: list[Verdict] = []
     if bad.height:
         firsts = (

@@ -44,7 +44,9 @@ def detect(tables: Tables) -> list[Verdict]:
     view = fr_view(tables)
     if view is None or not view.has_timing:
         return []
-    calls = view.calls.filter(pl.col("done") & ~pl.col("partial"))
+    calls = view.calls.select(
+        "group_key", "collective_seq_id", "rank", "duration_ms", "started_ns", "source_file", "source_line"
+    ).filter(view.calls["done"] & ~view.calls["partial"])
     verdicts = _by_metric(view.groups, calls, "duration_ms", lowest_is_last=True, scale=1.0)
     if not verdicts:
         verdicts = _by_metric(view.groups, calls, "started_ns", lowest_is_last=False, scale=1e-6)

@@ -1022,7 +1022,17 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip).
     full = tables["fr_entries"]
     light = full.select(
-        ["source_file", "rank", "pg_id", "pg_name", "pg_desc", "time_created_ns"]
+        [
+            "source_file",
+            "rank",
+            "pg_id",
+            "pg_name",
+            "pg_desc",
+            "time_created_ns",
+            "op",
+            "input_numel",
+            "output_numel",
+        ]
     ).append_column("has_frames", pc.is_valid(full.column("stack_id")))
     entries = pl.from_arrow(light, rechunk=False)
     status = pl.from_arrow(tables["fr_status"], rechunk=False)
@@ -1172,8 +1182,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         [
             manifest.world_size or 0,
             (max(dumped) + 1) if dumped else 0,
-            _world_hint(full),
-            _subgroup_world_hint(entries, full),
+            *_world_hints(entries),
         ]
     )
     for members in config["ranks"].to_list() if config.height else []:
@@ -1196,12 +1205,13 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         group_rows["membership_source"].append(source)
         group_rows["dumped_ranks"].append(sorted(set(members) & dumped_set))
     if entries.height:
-        keys = {f"{r}\x00{n}": k for r, n, k in assignment}
-        entries = entries.with_columns(
-            pl.concat_str([pl.col("rank").cast(pl.String), pl.col("pg_name")], separator="\x00")
-            .replace_strict(keys, default=None, return_dtype=pl.String)
-            .alias("group_key")
-        )
+        # A join with the few thousand (rank, name) pairs: no per-entry string is built.
+        keys = pl.DataFrame(
+            assignment,
+            schema={"rank": entries.schema["rank"], "pg_name": pl.String, "group_key": pl.String},
+            orient="row",
+        ).unique(subset=["rank", "pg_name"], keep="last", maintain_order=True)
+        entries = entries.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
             entries.select("rank", "pg_id", "pg_name", "group_key")
@@ -1241,31 +1251,38 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     return FinalizeOutput(out_tables, problems)
 
 
-def _world_hint(full: pa.Table) -> int:
-    """Largest default-group size implied by all_gather size relations (0 when none)."""
-    if full.num_rows == 0:
-        return 0
-    frame = pl.from_arrow(full.select(["pg_name", "op", "input_numel", "output_numel"]), rechunk=False)
-    assert isinstance(frame, pl.DataFrame)
-    ratios = frame.filter(
-        (pl.col("pg_name") == DEFAULT_PG)
-        & pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
-        & (pl.col("input_numel") > 0)
-        & (pl.col("output_numel") % pl.col("input_numel") == 0)
-    ).select((pl.col("output_numel") // pl.col("input_numel")).max())
-    value = ratios.item() if ratios.height else None
-    return int(value) if isinstance(value, int) and value < 1_000_000 else 0
+def _world_hints(entries: pl.DataFrame) -> tuple[int, int]:
+    """World sizes the entries imply: (default group's all_gather, subgroups sharing a desc)."""
+    implied = _all_gather_ratios(entries)
+    default = implied.get(DEFAULT_PG, 0)
+    return (default if default < 1_000_000 else 0), _subgroup_world_hint(entries, implied)
 
 
-def _subgroup_world_hint(entries: pl.DataFrame, full: pa.Table) -> int:
+def _all_gather_ratios(entries: pl.DataFrame) -> dict[str, int]:
+    """Per group name, the largest all_gather output/input numel ratio (the group's size)."""
+    if entries.height == 0:
+        return {}
+    ratios = (
+        entries.filter(
+            pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
+            & (pl.col("input_numel") > 0)
+            & (pl.col("output_numel") % pl.col("input_numel") == 0)
+        )
+        .group_by("pg_name")
+        .agg((pl.col("output_numel") // pl.col("input_numel")).max().alias("k"))
+    )
+    return {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
+
+
+def _subgroup_world_hint(entries: pl.DataFrame, implied: dict[str, int]) -> int:
     """World size implied by subgroups that share a desc (0 when none).
 
     Disjoint groups created with the same desc (``tp``, ``dp``) partition the world into equal
     parts: with the largest part's size (known members, or the all_gather output/input ratio in
-    that group) the world holds at least (number of groups) x (size). A highest rank that died
-    without a dump shows up only this way (its subgroup looks one member short).
+    that group: ``implied``) the world holds at least (number of groups) x (size). A highest
+    rank that died without a dump shows up only this way (its subgroup looks one member short).
     """
-    if entries.height == 0 or not {"rank", "pg_name", "pg_desc"} <= set(entries.columns):
+    if entries.height == 0:
         return 0
     seen = (
         entries.filter(
@@ -1280,20 +1297,6 @@ def _subgroup_world_hint(entries: pl.DataFrame, full: pa.Table) -> int:
     )
     if seen.height < 2:
         return 0
-    implied: dict[str, int] = {}
-    if full.num_rows:
-        frame = pl.from_arrow(full.select(["pg_name", "op", "input_numel", "output_numel"]), rechunk=False)
-        assert isinstance(frame, pl.DataFrame)
-        ratios = (
-            frame.filter(
-                pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
-                & (pl.col("input_numel") > 0)
-                & (pl.col("output_numel") % pl.col("input_numel") == 0)
-            )
-            .group_by("pg_name")
-            .agg((pl.col("output_numel") // pl.col("input_numel")).max().alias("k"))
-        )
-        implied = {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
     by_desc: dict[str, list[tuple[str, set[int]]]] = {}
     for name, desc, members in seen.iter_rows():
         by_desc.setdefault(desc, []).append((name, set(members or [])))
