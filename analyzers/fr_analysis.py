@@ -426,7 +426,10 @@ def _build(tables: Tables) -> FrView:
     )
     # A dump whose oldest record id is not 0 has wrapped its ring buffer (lost older entries).
     wrapped_ranks = (
-        entries.group_by("rank").agg(pl.col("record_id").min()).filter(pl.col("record_id") > 0)["rank"]
+        entries.select("rank", "record_id")
+        .group_by("rank")
+        .agg(pl.col("record_id").min())
+        .filter(pl.col("record_id") > 0)["rank"]
     )
     calls = _fold_calls(coll).with_columns(pl.col("rank").is_in(wrapped_ranks.implode()).alias("wrapped"))
     # The oldest sequence number of a wrapped buffer may be cut in the middle of a coalesced

@@ -1176,21 +1176,25 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     )
     dumped = sorted({r for r in files.values() if r is not None})
 
+    # Which ranks use which groups needs only each dump's few distinct (rank, pg_id, name, desc),
+    # in order of first appearance, not millions of entries.
+    uses = entries.select("rank", "pg_id", "pg_name", "pg_desc").unique(maintain_order=True)
+
     # 3. World size: manifest, dumped ranks, any member list anywhere, and the default group's
     # all_gathers (output numel = input numel x group size) so a dump-less last rank still counts.
     world = max(
         [
             manifest.world_size or 0,
             (max(dumped) + 1) if dumped else 0,
-            *_world_hints(entries),
+            *_world_hints(entries, uses),
         ]
     )
-    for members in config["ranks"].to_list() if config.height else []:
-        if members:
-            world = max(world, max(members) + 1)
+    highest_member = config.select(pl.col("ranks").list.max().max()).item() if config.height else None
+    if highest_member is not None:
+        world = max(world, int(highest_member) + 1)
 
     # 4. Membership: sane pg_config first, inferred from the entries otherwise.
-    groups, assignment = _memberships(entries, config, world, files)
+    groups, assignment = _memberships(uses, config, world)
     group_rows: dict[str, list[Any]] = {
         k: []
         for k in ("group_key", "pg_name", "pg_desc", "ranks", "size", "membership_source", "dumped_ranks")
@@ -1214,9 +1218,10 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         entries = entries.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
-            entries.select("rank", "pg_id", "pg_name", "group_key")
+            uses.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
+            .select("rank", "pg_id", "pg_name", "group_key")
             .drop_nulls(["rank", "pg_id"])
-            .unique(subset=["rank", "pg_id"], keep="first")
+            .unique(subset=["rank", "pg_id"], keep="first", maintain_order=True)
         )
     else:
         names = pl.DataFrame(
@@ -1251,11 +1256,15 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     return FinalizeOutput(out_tables, problems)
 
 
-def _world_hints(entries: pl.DataFrame) -> tuple[int, int]:
-    """World sizes the entries imply: (default group's all_gather, subgroups sharing a desc)."""
+def _world_hints(entries: pl.DataFrame, uses: pl.DataFrame) -> tuple[int, int]:
+    """World sizes the entries imply: (default group's all_gather, subgroups sharing a desc).
+
+    ``uses`` holds the distinct (rank, pg_id, pg_name, pg_desc) of ``entries`` in order of
+    first appearance.
+    """
     implied = _all_gather_ratios(entries)
     default = implied.get(DEFAULT_PG, 0)
-    return (default if default < 1_000_000 else 0), _subgroup_world_hint(entries, implied)
+    return (default if default < 1_000_000 else 0), _subgroup_world_hint(uses, implied)
 
 
 def _all_gather_ratios(entries: pl.DataFrame) -> dict[str, int]:
@@ -1274,7 +1283,7 @@ def _all_gather_ratios(entries: pl.DataFrame) -> dict[str, int]:
     return {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
 
 
-def _subgroup_world_hint(entries: pl.DataFrame, implied: dict[str, int]) -> int:
+def _subgroup_world_hint(uses: pl.DataFrame, implied: dict[str, int]) -> int:
     """World size implied by subgroups that share a desc (0 when none).
 
     Disjoint groups created with the same desc (``tp``, ``dp``) partition the world into equal
@@ -1282,17 +1291,17 @@ def _subgroup_world_hint(entries: pl.DataFrame, implied: dict[str, int]) -> int:
     that group: ``implied``) the world holds at least (number of groups) x (size). A highest
     rank that died without a dump shows up only this way (its subgroup looks one member short).
     """
-    if entries.height == 0:
+    if uses.height == 0:
         return 0
     seen = (
-        entries.filter(
+        uses.filter(
             pl.col("rank").is_not_null()
             & pl.col("pg_name").is_not_null()
             & (pl.col("pg_name") != DEFAULT_PG)
             & pl.col("pg_desc").is_not_null()
             & (pl.col("pg_desc") != "default_pg")
         )
-        .group_by("pg_name")
+        .group_by("pg_name", maintain_order=True)
         .agg(pl.col("pg_desc").first(), pl.col("rank").unique().alias("members"))
     )
     if seen.height < 2:
@@ -1329,9 +1338,13 @@ def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
 
 
 def _memberships(
-    entries: pl.DataFrame, config: pl.DataFrame, world: int, files: dict[str, int | None]
+    uses: pl.DataFrame, config: pl.DataFrame, world: int
 ) -> tuple[dict[str, tuple[str, str | None, list[int], str]], list[tuple[int, str, str]]]:
-    """Groups (key → name, desc, members, source) and (rank, pg_name) → key assignments."""
+    """Groups (key → name, desc, members, source) and (rank, pg_name) → key assignments.
+
+    ``uses`` holds the distinct (rank, pg_id, pg_name, pg_desc) of the entries in order of
+    first appearance.
+    """
     groups: dict[str, tuple[str, str | None, list[int], str]] = {}
     # Sane config sets per name; a rank's own config decides which set its entries belong to.
     own: dict[tuple[int, str], str] = {}
@@ -1358,11 +1371,11 @@ def _memberships(
             for reporter in reporters or []:
                 own[(reporter, name)] = config_key
     seen = (
-        entries.filter(pl.col("rank").is_not_null() & pl.col("pg_name").is_not_null())
-        .group_by("pg_name", "rank")
+        uses.filter(pl.col("rank").is_not_null() & pl.col("pg_name").is_not_null())
+        .group_by("pg_name", "rank", maintain_order=True)
         .agg(pl.col("pg_desc").drop_nulls().first().alias("desc"))
         .sort("pg_name", "rank")
-        if entries.height
+        if uses.height
         else pl.DataFrame(schema={"pg_name": pl.String, "rank": pl.Int32, "desc": pl.String})
     )
     assignment: list[tuple[int, str, str]] = []
