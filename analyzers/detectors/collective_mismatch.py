@@ -220,6 +220,8 @@ def _call_site_findings(view: FrView) -> list[Finding]:
     if sites.height == 0:
         return []
     counts = sites.group_by("group_key", "collective_seq_id", "call_stack_id").len()
+    if counts.select(pl.struct("group_key", "collective_seq_id").is_unique().all()).item():
+        return []  # every rank used one stack at each seq: nobody can deviate
     ranked = counts.sort(["group_key", "collective_seq_id", "len"], descending=[False, False, True])
     top = ranked.group_by("group_key", "collective_seq_id", maintain_order=True).agg(
         pl.col("call_stack_id").first().alias("maj"),
