@@ -21,7 +21,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .report import Evidence, excerpt
 from .tables import Tables
@@ -281,10 +280,9 @@ def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
     categorical = [c for c in names if c in _CATEGORICAL_IN_VIEW]
     frame = tables.df("fr_entries", [c for c in names if c not in categorical])
     if categorical:
-        encoded = pl.from_arrow(
-            pa.table({c: pc.dictionary_encode(table.column(c)) for c in categorical}), rechunk=False
-        )
+        encoded = pl.from_arrow(table.select(categorical), rechunk=True)
         assert isinstance(encoded, pl.DataFrame)
+        encoded = encoded.with_columns(pl.all().cast(pl.Categorical))
         frame = pl.concat([frame, encoded], how="horizontal").select(names)
     return frame
 

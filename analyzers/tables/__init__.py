@@ -91,6 +91,9 @@ def concat(name: str, parts: Iterable[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
+# Below this many rows per chunk on average, ``Tables.df`` joins a table's chunks.
+SMALL_CHUNK_ROWS = 4_096
+
 _DERIVED: dict[tuple[int, str], Any] = {}
 T = TypeVar("T")
 
@@ -157,7 +160,12 @@ class Tables(Mapping[str, pa.Table]):
         cache = self._series.setdefault(name, {})
         missing = [c for c in wanted if c not in cache]
         if missing:
-            converted = pl.from_arrow(table.select(missing), rechunk=False)
+            selected = table.select(missing)
+            chunks = max(selected.column(i).num_chunks for i in range(selected.num_columns))
+            # Thousands of small chunks (one per dump) make every later Polars operation pay
+            # per chunk: those are joined once here. Large chunks stay zero-copy.
+            rechunk = chunks > 1 and selected.num_rows < chunks * SMALL_CHUNK_ROWS
+            converted = pl.from_arrow(selected, rechunk=rechunk)
             assert isinstance(converted, pl.DataFrame)
             for series in converted.get_columns():
                 cache[series.name] = series

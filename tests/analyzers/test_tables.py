@@ -6,7 +6,7 @@ import gc
 
 import pyarrow as pa
 
-from tracecore.analyzers.tables import _DERIVED, Tables, derived
+from tracecore.analyzers.tables import _DERIVED, SMALL_CHUNK_ROWS, Tables, derived
 
 
 def test_df_converts_the_named_columns_and_keeps_their_order() -> None:
@@ -14,6 +14,24 @@ def test_df_converts_the_named_columns_and_keeps_their_order() -> None:
     assert tables.df("t", ["c", "a"]).columns == ["c", "a"]
     assert tables.df("t").columns == ["a", "b", "c"]
     assert tables.df("t", ["b"])["b"].to_list() == ["x", "y"]
+
+
+def _chunked(rows_per_chunk: int, chunks: int) -> pa.Table:
+    parts = [
+        pa.table({"rank": pa.array([i] * rows_per_chunk, pa.int32()), "op": ["all_reduce"] * rows_per_chunk})
+        for i in range(chunks)
+    ]
+    return pa.concat_tables(parts)
+
+
+def test_df_joins_many_small_chunks_and_keeps_large_ones() -> None:
+    small = Tables({"fr_entries": _chunked(rows_per_chunk=10, chunks=50)}).df("fr_entries", ["rank", "op"])
+    assert [s.n_chunks() for s in small.get_columns()] == [1, 1]
+    assert small["rank"].to_list() == [i for i in range(50) for _ in range(10)]
+    large = Tables({"fr_entries": _chunked(rows_per_chunk=SMALL_CHUNK_ROWS, chunks=3)}).df(
+        "fr_entries", ["rank"]
+    )
+    assert large["rank"].n_chunks() == 3
 
 
 def test_derived_is_computed_once_per_table_and_dropped_with_it() -> None:
