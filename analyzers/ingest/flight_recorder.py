@@ -1019,7 +1019,9 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
 def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
     problems: list[Problem] = []
     # The big entries table stays in Arrow; the cross-file logic works on a light projection and
-    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip).
+    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip). Every
+    # dump is one small chunk: the projections are joined into one chunk on conversion, which
+    # costs less than every later operation paying per chunk.
     full = tables["fr_entries"]
     light = full.select(
         [
@@ -1034,9 +1036,9 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             "output_numel",
         ]
     ).append_column("has_frames", pc.is_valid(full.column("stack_id")))
-    entries = pl.from_arrow(light, rechunk=False)
-    status = pl.from_arrow(tables["fr_status"], rechunk=False)
-    config = pl.from_arrow(tables["fr_groups"], rechunk=False)
+    entries = pl.from_arrow(light, rechunk=True)
+    status = pl.from_arrow(tables["fr_status"], rechunk=True)
+    config = pl.from_arrow(tables["fr_groups"], rechunk=True)
     assert (
         isinstance(entries, pl.DataFrame)
         and isinstance(status, pl.DataFrame)
@@ -1242,7 +1244,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     stacks_parts = tables.get("fr_stacks")
     if stacks_parts is not None and stacks_parts.num_rows:
         # Every dump lists its own distinct stacks; ranks share most of them (same ids).
-        unique_stacks = pl.from_arrow(stacks_parts, rechunk=False)
+        unique_stacks = pl.from_arrow(stacks_parts, rechunk=True)
         assert isinstance(unique_stacks, pl.DataFrame)
         stacks_out = unique_stacks.unique(subset="stack_id", keep="first", maintain_order=True).to_arrow()
     else:
