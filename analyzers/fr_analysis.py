@@ -273,8 +273,8 @@ def _repeated_rows(indexed: pl.DataFrame) -> pl.Series:
 def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
     """The entries the view works on: no unread columns, long repeated strings categorical.
 
-    The categorical columns are dictionary-encoded in Arrow first, so their text is never
-    materialised per entry in Polars.
+    The categorical columns are converted apart from the shared ``Tables.df`` cache (other
+    stages read them as text) and kept as 4-byte codes for the life of the view.
     """
     names = [c for c in table.column_names if c not in _NOT_IN_VIEW]
     categorical = [c for c in names if c in _CATEGORICAL_IN_VIEW]

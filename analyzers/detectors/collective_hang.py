@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from ..fr_analysis import (
     DEFAULT_PG,
     FrView,
@@ -62,11 +60,7 @@ def detect(tables: Tables) -> list[Verdict]:
     pending = pending_collectives(view)
     hung = [p for p in pending if p.waiting and p.culprits]
     no_dump = sorted({r for g in view.groups.values() for r in g.missing_dumps})
-    wrapped = set(
-        view.calls.select(pl.col("rank").filter(pl.col("wrapped").fill_null(False)).unique())[
-            "rank"
-        ].to_list()
-    )
+    wrapped = set(view.calls["rank"].filter(view.calls["wrapped"].fill_null(False)).unique().to_list())
     complete = set(view.dumped) - wrapped
     stalled: list[Pending] = []
     hung.extend(_incomplete_groups(pending, hung, no_dump, complete, stalled))
