@@ -383,3 +383,15 @@ def stack_at(line: int) -> list[dict[str, Any]]:
     from tests.helpers.fr_dumps import stack
 
     return stack("all_reduce", line, "other_path")
+
+
+def test_coalesced_call_never_matches_a_plain_one(tmp_path: Path) -> None:
+    # Rank 2 issued two ops under one sequence number (a coalesced group) where the others
+    # issued one: folded, its call is a list of two signatures and must not equal theirs.
+    job = Job(world=3, version="2.8")
+    job.collective("all_reduce", sizes=[[4]])
+    job.collective("all_reduce", sizes=[[4]], ranks=[2], same_seq=True)
+    [verdict] = run(job, tmp_path)
+    assert verdict.culprit.ranks == [2]
+    assert verdict.details["seq"] == 1
+    assert verdict.details["mismatch_kind"] == "op_type"
