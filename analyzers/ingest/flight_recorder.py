@@ -760,9 +760,9 @@ def _entry_columns(
         values = values_of(key, alias)
         try:
             keys = [tuple(map(tuple, v)) for v in values] if nested else [tuple(v) for v in values]
-        except TypeError:  # a null or a malformed value: the general path repairs and counts
+            index, firsts = _first_of_each(keys, values)
+        except TypeError:  # a null, malformed or unhashable value: the general path repairs and counts
             return take(key, dtype, fix, alias)
-        index, firsts = _first_of_each(keys, values)
         array, bad = _column(firsts, dtype, fix)
         if bad:
             return take(key, dtype, fix, alias)

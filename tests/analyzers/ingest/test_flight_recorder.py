@@ -241,6 +241,23 @@ def test_wrong_types_are_counted_not_fatal(tmp_path: Path) -> None:
     assert ledger.rejected_by_reason == {"entry-not-a-dict": 1, "field-type": 1}
 
 
+def test_unhashable_value_in_a_list_field_is_counted_not_fatal(tmp_path: Path) -> None:
+    job = Job(world=1)
+    job.collective("all_reduce")
+    job.collective("all_reduce")
+    dump = job.dump(0)
+    dump["entries"][0]["input_dtypes"] = [{"not": "a dtype"}]
+    result = ingest_serial(
+        write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)})
+    )
+    table = result.tables.df("fr_entries").sort("record_id")
+    assert table["input_dtypes"].to_list()[0] is None
+    assert table["input_dtypes"].to_list()[1] is not None
+    ledger = next(s for s in result.summary.sources if s.source == "flight_recorder")
+    assert ledger.files_failed == 0
+    assert ledger.rejected_by_reason == {"field-type": 1}
+
+
 @pytest.mark.parametrize("variant", ["pickle", "json"])
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.93])
 def test_truncated_dump_keeps_entries_before_the_cut(tmp_path: Path, variant: str, fraction: float) -> None:
