@@ -237,6 +237,14 @@ static uint64_t read_le(const unsigned char *p, int count) {
     return value;
 }
 
+/* An opcode's argument: the next ``count`` bytes, little-endian, consumed (NULL when cut short). */
+#define TAKE_LE(var, count)                                                                      \
+    do {                                                                                         \
+        NEED(count);                                                                             \
+        (var) = read_le(m->data + m->pos, (count));                                              \
+        m->pos += (count);                                                                       \
+    } while (0)
+
 /* UTF-8 as Python's unpickler decodes it ("surrogatepass"): 0 invalid, 1 valid, 2 valid with an
  * encoded surrogate. */
 static int utf8_check(const unsigned char *p, Py_ssize_t n) {
@@ -368,16 +376,15 @@ static Node *run(Machine *m) {
         unsigned char op = m->data[m->pos++];
         Node *n = NULL;
         Py_ssize_t start;
+        uint64_t arg;
         switch (op) {
         case 0x80: /* PROTO */
-            NEED(1);
-            if (m->data[m->pos] > 5) return NULL;
-            m->pos += 1;
+            TAKE_LE(arg, 1);
+            if (arg > 5) return NULL;
             continue;
         case 0x95: /* FRAME: a length prefix only; the data follows in line */
-            NEED(8);
-            if (read_le(m->data + m->pos, 8) > (uint64_t)(m->len - m->pos - 8)) return NULL;
-            m->pos += 8;
+            TAKE_LE(arg, 8);
+            if (arg > (uint64_t)(m->len - m->pos)) return NULL;
             continue;
         case '.': /* STOP */
             if (m->sp <= fence(m)) return NULL;
@@ -412,33 +419,26 @@ static Node *run(Machine *m) {
             n = &FALSE_NODE;
             break;
         case 'J': /* BININT */
-            NEED(4);
-            n = make_int(m, (int32_t)(uint32_t)read_le(m->data + m->pos, 4));
-            m->pos += 4;
+            TAKE_LE(arg, 4);
+            n = make_int(m, (int32_t)(uint32_t)arg);
             break;
         case 'K': /* BININT1 */
-            NEED(1);
-            n = make_int(m, m->data[m->pos]);
-            m->pos += 1;
+            TAKE_LE(arg, 1);
+            n = make_int(m, (int64_t)arg);
             break;
         case 'M': /* BININT2 */
-            NEED(2);
-            n = make_int(m, (int64_t)read_le(m->data + m->pos, 2));
-            m->pos += 2;
+            TAKE_LE(arg, 2);
+            n = make_int(m, (int64_t)arg);
             break;
         case 0x8a: /* LONG1 */
-            NEED(1);
-            m->pos += 1;
-            n = make_long(m, m->data[m->pos - 1]);
+            TAKE_LE(arg, 1);
+            n = make_long(m, (Py_ssize_t)arg);
             break;
-        case 0x8b: { /* LONG4 */
-            NEED(4);
-            int32_t size = (int32_t)(uint32_t)read_le(m->data + m->pos, 4);
-            m->pos += 4;
-            if (size < 0) return NULL;
-            n = make_long(m, size);
+        case 0x8b: /* LONG4 */
+            TAKE_LE(arg, 4);
+            if ((int32_t)(uint32_t)arg < 0) return NULL;
+            n = make_long(m, (Py_ssize_t)arg);
             break;
-        }
         case 'G': { /* BINFLOAT: big-endian IEEE 754 double */
             NEED(8);
             uint64_t raw = 0;
@@ -449,23 +449,18 @@ static Node *run(Machine *m) {
             break;
         }
         case 0x8c: /* SHORT_BINUNICODE */
-            NEED(1);
-            m->pos += 1;
-            n = make_str(m, m->data[m->pos - 1]);
+            TAKE_LE(arg, 1);
+            n = make_str(m, (Py_ssize_t)arg);
             break;
         case 'X': /* BINUNICODE */
-            NEED(4);
-            m->pos += 4;
-            n = make_str(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4));
+            TAKE_LE(arg, 4);
+            n = make_str(m, (Py_ssize_t)arg);
             break;
-        case 0x8d: { /* BINUNICODE8 */
-            NEED(8);
-            uint64_t size = read_le(m->data + m->pos, 8);
-            m->pos += 8;
-            if (size > (uint64_t)PY_SSIZE_T_MAX) return NULL;
-            n = make_str(m, (Py_ssize_t)size);
+        case 0x8d: /* BINUNICODE8 */
+            TAKE_LE(arg, 8);
+            if (arg > (uint64_t)PY_SSIZE_T_MAX) return NULL;
+            n = make_str(m, (Py_ssize_t)arg);
             break;
-        }
         case ']': /* EMPTY_LIST */
             n = new_node(m, K_LIST);
             break;
@@ -505,27 +500,23 @@ static Node *run(Machine *m) {
             if (set_items(m, pop_mark(m)) < 0) return NULL;
             continue;
         case 'q': /* BINPUT */
-            NEED(1);
-            m->pos += 1;
-            if (memo_put(m, m->data[m->pos - 1]) < 0) return NULL;
+            TAKE_LE(arg, 1);
+            if (memo_put(m, (Py_ssize_t)arg) < 0) return NULL;
             continue;
         case 'r': /* LONG_BINPUT */
-            NEED(4);
-            m->pos += 4;
-            if (memo_put(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4)) < 0) return NULL;
+            TAKE_LE(arg, 4);
+            if (memo_put(m, (Py_ssize_t)arg) < 0) return NULL;
             continue;
         case 0x94: /* MEMOIZE */
             if (memo_put(m, m->memo_len) < 0) return NULL;
             continue;
         case 'h': /* BINGET */
-            NEED(1);
-            m->pos += 1;
-            n = memo_get(m, m->data[m->pos - 1]);
+            TAKE_LE(arg, 1);
+            n = memo_get(m, (Py_ssize_t)arg);
             break;
         case 'j': /* LONG_BINGET */
-            NEED(4);
-            m->pos += 4;
-            n = memo_get(m, (Py_ssize_t)read_le(m->data + m->pos - 4, 4));
+            TAKE_LE(arg, 4);
+            n = memo_get(m, (Py_ssize_t)arg);
             break;
         default: /* anything else (globals, reduce, bytes, text opcodes...): the Python path */
             return NULL;
