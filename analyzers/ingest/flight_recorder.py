@@ -907,28 +907,19 @@ def _stacks_columns(
 ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Table, int]:
     """``_frames_columns`` from each entry's code (``take``) into the distinct frames values."""
     unique: list[list[dict[str, Any]] | None] = []
-    bad = 0
-    for frames in distinct:
-        if frames is None:
-            unique.append(None)
-            continue
-        clean = _clean_frames(frames)
-        if clean is None:
-            bad += 1
-        unique.append(clean)
     site_text: list[str | None] = []
     site_hash: list[int | None] = []
     ids: list[int | None] = []
-    for stack in unique:
-        if stack is None:
-            site_text.append(None)
-            site_hash.append(None)
-            ids.append(None)
-        else:
-            text, digest = call_site(stack)
-            site_text.append(text)
-            site_hash.append(digest)
-            ids.append(stack_digest(stack))
+    bad = 0
+    for frames in distinct:
+        stack = None if frames is None else _clean_frames(frames)
+        if frames is not None and stack is None:
+            bad += 1
+        text, digest = call_site(stack) if stack is not None else (None, None)
+        unique.append(stack)
+        site_text.append(text)
+        site_hash.append(digest)
+        ids.append(stack_digest(stack) if stack is not None else None)
     ids_unique = pa.array(ids, type=pa.int64())
     kept = [i for i, v in enumerate(ids) if v is not None]
     stacks_table = pa.table(
