@@ -760,9 +760,9 @@ def _entry_columns(
         values = values_of(key, alias)
         try:
             keys = [tuple(map(tuple, v)) for v in values] if nested else [tuple(v) for v in values]
-            index, firsts = _first_of_each(keys, values)
-        except TypeError:  # a null, malformed or unhashable value: the general path repairs and counts
+        except TypeError:  # a null or a malformed value: the general path repairs and counts
             return take(key, dtype, fix, alias)
+        index, firsts = _first_of_each(keys, values)
         array, bad = _column(firsts, dtype, fix)
         if bad:
             return take(key, dtype, fix, alias)
@@ -879,14 +879,28 @@ def _first_of_each(keys: list[Any], values: list[Any]) -> tuple[list[int], list[
     ``take``: the per-entry work is one dict lookup.
     """
     codes: dict[Any, int] = {}
-    index = [codes.setdefault(k, len(codes)) for k in keys]
+    try:
+        index = [codes.setdefault(k, len(codes)) for k in keys]
+        count = len(codes)
+    except TypeError:
+        # A damaged value can hold an unhashable part (a dict inside a dtype list or a group):
+        # each such key gets a code of its own, so its value is judged on its own.
+        codes.clear()
+        index, count = [], 0
+        for key in keys:
+            try:
+                code = codes.setdefault(key, count)
+            except TypeError:
+                code = count
+            count += code == count
+            index.append(code)
     firsts: dict[int, Any] = {}
     for code, value in zip(index, values, strict=True):
         if code not in firsts:
             firsts[code] = value
-            if len(firsts) == len(codes):
+            if len(firsts) == count:
                 break
-    return index, [firsts[c] for c in range(len(codes))]
+    return index, [firsts[c] for c in range(count)]
 
 
 def _frames_columns(column: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Table, int]:

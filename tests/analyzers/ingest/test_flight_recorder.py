@@ -247,12 +247,14 @@ def test_unhashable_value_in_a_list_field_is_counted_not_fatal(tmp_path: Path) -
     job.collective("all_reduce")
     dump = job.dump(0)
     dump["entries"][0]["input_dtypes"] = [{"not": "a dtype"}]
+    dump["entries"][1]["process_group"] = ({"not": "a name"}, "tp")
     result = ingest_serial(
         write_incident(tmp_path / "inc", {"comm_lib_trace_rank_0": pickle.dumps(dump, protocol=2)})
     )
     table = result.tables.df("fr_entries").sort("record_id")
     assert table["input_dtypes"].to_list()[0] is None
     assert table["input_dtypes"].to_list()[1] is not None
+    assert table["pg_name"].to_list()[1] is None and table["pg_desc"].to_list()[1] == "tp"
     ledger = next(s for s in result.summary.sources if s.source == "flight_recorder")
     assert ledger.files_failed == 0
     assert ledger.rejected_by_reason == {"field-type": 1}
