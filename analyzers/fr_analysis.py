@@ -171,7 +171,16 @@ _NOT_IN_VIEW = frozenset(
 
 # Long strings with few distinct values, only carried and reported (never joined with other
 # tables or searched as text): categorical in the view, 4 bytes per entry instead of the text.
-_CATEGORICAL_IN_VIEW = ("call_site", "source_file", "host", "pg_desc")
+_CATEGORICAL_IN_VIEW = (
+    "call_site",
+    "source_file",
+    "host",
+    "pg_desc",
+    "pg_name",
+    "profiling_name",
+    "backend",
+    "state",
+)
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
 _SIGNATURES = ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig")
@@ -273,18 +282,13 @@ def _repeated_rows(indexed: pl.DataFrame) -> pl.Series:
 def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
     """The entries the view works on: no unread columns, long repeated strings categorical.
 
-    The categorical columns are converted apart from the shared ``Tables.df`` cache (other
-    stages read them as text) and kept as 4-byte codes for the life of the view.
+    fr_entries stores its strings dictionary-encoded (Categorical in Polars): the view keeps the
+    long, only-reported ones as codes and reads the ones it compares and joins as text.
     """
     names = [c for c in table.column_names if c not in _NOT_IN_VIEW]
-    categorical = [c for c in names if c in _CATEGORICAL_IN_VIEW]
-    frame = tables.df("fr_entries", [c for c in names if c not in categorical])
-    if categorical:
-        encoded = pl.from_arrow(table.select(categorical), rechunk=True)
-        assert isinstance(encoded, pl.DataFrame)
-        encoded = encoded.with_columns(pl.all().cast(pl.Categorical))
-        frame = pl.concat([frame, encoded], how="horizontal").select(names)
-    return frame
+    frame = tables.df("fr_entries", names)
+    as_text = [c for c in names if frame.schema[c] == pl.Categorical and c not in _CATEGORICAL_IN_VIEW]
+    return frame.with_columns(pl.col(*as_text).cast(pl.String)) if as_text else frame
 
 
 def _build(tables: Tables) -> FrView:

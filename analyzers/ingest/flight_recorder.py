@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from ..report import Problem
 from ..selftel import SourceWire
 from ..tables import conform
-from ..tables.schemas import FRAME, SHAPES
+from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
 from .manifest import Manifest
@@ -464,18 +464,18 @@ class FlightRecorderParser(SourceParser):
                 )
             )
         n = len(positions)
-        columns["source_file"] = pa.repeat(pa.scalar(ctx.rel, pa.string()), n)
+        columns["source_file"] = constant(ctx.rel, n)
         columns["source_line"] = pa.array(positions, type=pa.int64())
-        columns["host"] = pa.repeat(pa.scalar(host, pa.string()), n)
+        columns["host"] = constant(host, n)
         columns["rank"] = pa.repeat(pa.scalar(rank, pa.int32()), n)
-        columns["dump_version"] = pa.repeat(pa.scalar(version_text, pa.string()), n)
-        columns["dump_format"] = pa.repeat(pa.scalar("json" if is_json else "pickle", pa.string()), n)
+        columns["dump_version"] = constant(version_text, n)
+        columns["dump_format"] = constant("json" if is_json else "pickle", n)
         lib = None
         for key in ("comm_lib_version", "nccl_version", "xccl_version"):
             if _to_str(top.get(key)):
                 lib = _to_str(top.get(key))
                 break
-        columns["comm_lib_version"] = pa.repeat(pa.scalar(lib, pa.string()), n)
+        columns["comm_lib_version"] = constant(lib, n)
         out.tables["fr_stacks"] = conform("fr_stacks", columns.pop("_stacks"))
         out.tables["fr_entries"] = conform("fr_entries", columns)
         out.records = n
@@ -743,11 +743,11 @@ def _entry_columns(
     cols["ts_ns"] = created
     cols["time_started_ns"] = started
     cols["time_completed_ns"] = completed
-    cols["state"] = take("state", pa.string(), _to_str)
+    cols["state"] = pc.dictionary_encode(take("state", pa.string(), _to_str))
     cols["retired"] = take("retired", pa.bool_(), _to_bool)
     is_p2p = take("is_p2p", pa.bool_(), _to_bool)
-    cols["thread_name"] = take("thread_name", pa.string(), _to_str)
-    cols["thread_id"] = take("thread_id", pa.string(), _to_str)
+    cols["thread_name"] = pc.dictionary_encode(take("thread_name", pa.string(), _to_str))
+    cols["thread_id"] = pc.dictionary_encode(take("thread_id", pa.string(), _to_str))
 
     def take_interned(
         key: str, dtype: pa.DataType, fix: Callable[[Any], Any], nested: bool, alias: str | None = None
@@ -789,31 +789,31 @@ def _entry_columns(
     if bare and pg_names.null_count:
         # Pre-2024 dumps name no group: the process-local pg_id is the only handle.
         pg_names = pc.if_else(pg_names.is_null(), pc.cast(cols["pg_id"], pa.string()), pg_names)
-    cols["pg_name"] = pg_names
-    cols["pg_desc"] = pg_descs
+    cols["pg_name"] = pc.dictionary_encode(pg_names)
+    cols["pg_desc"] = pc.dictionary_encode(pg_descs)
 
     # Profiling names repeat: split each distinct one once.
     if direct is not None:
         encoded = pc.dictionary_encode(direct.field("profiling_name"), null_encoding="encode")
         distinct: list[Any] = encoded.dictionary.to_pylist()
         index = encoded.indices
-        cols["profiling_name"] = direct.field("profiling_name")
     else:
         names = values_of("profiling_name")
         codes, distinct = _first_of_each(names, names)
         index = pa.array(codes, type=pa.int32())
         distinct = [_storable(n) if isinstance(n, str) else None for n in distinct]
-        cols["profiling_name"] = pa.array(distinct, type=pa.string()).take(index)
+    cols["profiling_name"] = coded(distinct, index)
     split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in distinct]
-    cols["backend"] = pa.array([p[0] or None for p in split], type=pa.string()).take(index)
-    ops = pa.array([p[1] or None for p in split], type=pa.string()).take(index)
-    cols["op"] = ops
+    cols["backend"] = coded([p[0] or None for p in split], index)
+    cols["op"] = ops = coded([p[1] or None for p in split], index)
     cols["p2p_peer"] = pa.array([p[3] for p in split], type=pa.int32()).take(index)
     owns = pa.array([p[2] for p in split], type=pa.int32()).take(index)
     cols["p2p_local_rank"] = owns
     # Older dumps have no is_p2p: a peer arrow in the name says it.
     if is_p2p.null_count:
-        named = pc.or_(pc.is_valid(owns), pc.is_in(ops, value_set=pa.array(["send", "recv"])))
+        named = pc.or_(
+            pc.is_valid(owns), pc.is_in(ops.cast(pa.string()), value_set=pa.array(["send", "recv"]))
+        )
         is_p2p = pc.if_else(is_p2p.is_null(), named, is_p2p)
     cols["is_p2p"] = is_p2p
 
@@ -944,7 +944,7 @@ def _stacks_columns(
     )
     return (
         ids_unique.take(take),
-        pa.array(site_text, type=pa.string()).take(take),
+        coded(site_text, take),
         pa.array(site_hash, type=pa.int64()).take(take),
         stacks_table,
         bad,
@@ -1144,7 +1144,10 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         mapping = {k: v for k, v in files.items() if v is not None}
         return frame.with_columns(
             pl.coalesce(
-                "rank", pl.col("source_file").replace_strict(mapping, default=None, return_dtype=pl.Int32)
+                "rank",
+                pl.col("source_file")
+                .cast(pl.String)
+                .replace_strict(mapping, default=None, return_dtype=pl.Int32),
             ).alias("rank")
         )
 
@@ -1185,7 +1188,11 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
 
     # Which ranks use which groups needs only each dump's few distinct (rank, pg_id, name, desc),
     # in order of first appearance, not millions of entries.
-    uses = entries.select("rank", "pg_id", "pg_name", "pg_desc").unique(maintain_order=True)
+    uses = (
+        entries.select("rank", "pg_id", "pg_name", "pg_desc")
+        .unique(maintain_order=True)
+        .with_columns(pl.col("pg_name", "pg_desc").cast(pl.String))
+    )
 
     # 3. World size: manifest, dumped ranks, any member list anywhere, and the default group's
     # all_gathers (output numel = input numel x group size) so a dump-less last rank still counts.
@@ -1222,7 +1229,13 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             schema={"rank": entries.schema["rank"], "pg_name": pl.String, "group_key": pl.String},
             orient="row",
         ).unique(subset=["rank", "pg_name"], keep="last", maintain_order=True)
-        entries = entries.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
+        # The entries' names are categorical (dictionary-encoded in Arrow): so are the join keys.
+        entries = entries.join(
+            keys.with_columns(pl.col("pg_name", "group_key").cast(pl.Categorical)),
+            on=["rank", "pg_name"],
+            how="left",
+            maintain_order="left",
+        )
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
             uses.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
@@ -1244,7 +1257,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         full = full.set_column(
             full.schema.get_field_index("group_key"),
             "group_key",
-            entries["group_key"].to_arrow().cast(pa.string()),
+            entries["group_key"].to_arrow().cast(DICTIONARY_STRING),
         )
     stacks_parts = tables.get("fr_stacks")
     if stacks_parts is not None and stacks_parts.num_rows:

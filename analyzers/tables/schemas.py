@@ -8,6 +8,8 @@ Shared join columns carry the same name and type in every table: ``host`` (strin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 SCHEMA_VERSION = "1"
@@ -21,6 +23,43 @@ def col(name: str, dtype: pa.DataType, doc: str, nullable: bool = True) -> pa.Fi
 def _schema(source: str, *fields: pa.Field) -> pa.Schema:
     return pa.schema(
         list(fields), metadata={"tracecore.table": source, "tracecore.schema_version": SCHEMA_VERSION}
+    )
+
+
+# Tables of millions of rows whose strings repeat (per series, per dump) store those strings
+# dictionary-encoded: a 4-byte code per row. Polars reads them as Categorical: compare them with
+# string literals freely, cast to pl.String before joining them with another table's columns or
+# using string functions.
+DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
+
+
+def _dictionary_strings(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every plain string column dictionary-encoded."""
+    return pa.schema(
+        [f.with_type(DICTIONARY_STRING) if f.type == pa.string() else f for f in schema],
+        metadata=schema.metadata,
+    )
+
+
+def coded(values: Sequence[str | None], index: pa.Array) -> pa.DictionaryArray:
+    """A dictionary column whose row i is ``values[index[i]]`` (``values`` may repeat or hold None).
+
+    For parsers that already hold each row's code into a few distinct values: no string per row
+    is built, and the dictionary holds each text once (None reads as null).
+    """
+    codes: dict[str, int] = {}
+    remap = [None if v is None else codes.setdefault(v, len(codes)) for v in values]
+    return pa.DictionaryArray.from_arrays(
+        pa.array(remap, type=pa.int32()).take(index), pa.array(list(codes), type=pa.string())
+    )
+
+
+def constant(value: str | None, length: int) -> pa.DictionaryArray:
+    """A dictionary column holding ``value`` (None: null) in each of ``length`` rows."""
+    if value is None:
+        return pa.nulls(length, DICTIONARY_STRING)
+    return pa.DictionaryArray.from_arrays(
+        pa.repeat(pa.scalar(0, pa.int32()), length), pa.array([value], type=pa.string())
     )
 
 
@@ -111,6 +150,10 @@ FR_ENTRIES = _schema(
     ),
     col("call_stack_id", pa.int64(), "Hash of the caller's frames outside library code; null without frames"),
 )
+
+# fr_entries holds millions of rows whose strings repeat per dump (file, host, group, op, state,
+# call site): its string columns are dictionary-encoded too.
+FR_ENTRIES = _dictionary_strings(FR_ENTRIES)
 
 FR_STACKS = _schema(
     "fr_stacks",
@@ -228,14 +271,7 @@ GPU_METRICS = _schema(
     col("scrape", pa.int32(), "Scrape (exposition) or round (dmon) number within the file, 0-based"),
 )
 
-# gpu_metrics holds millions of rows whose strings repeat per series (host, GPU, field, file):
-# its string columns are dictionary-encoded (Polars reads them as Categorical; compare them with
-# string literals freely, cast to pl.String before joining them with another table's columns).
-GPU_METRICS_STRING = pa.dictionary(pa.int32(), pa.string())
-GPU_METRICS = pa.schema(
-    [f.with_type(GPU_METRICS_STRING) if f.type == pa.string() else f for f in GPU_METRICS],
-    metadata=GPU_METRICS.metadata,
-)
+GPU_METRICS = _dictionary_strings(GPU_METRICS)
 
 # Labels are per series, not per sample: stored once per distinct label set.
 GPU_LABELS = _schema(

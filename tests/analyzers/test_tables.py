@@ -1,12 +1,14 @@
-"""Tables: per-column conversion to Polars, and values derived once per Arrow table."""
+"""Tables: per-column conversion to Polars, values derived once per Arrow table, dictionary columns."""
 
 from __future__ import annotations
 
 import gc
 
+import polars as pl
 import pyarrow as pa
 
 from tracecore.analyzers.tables import _DERIVED, SMALL_CHUNK_ROWS, Tables, derived
+from tracecore.analyzers.tables.schemas import DICTIONARY_STRING, coded, constant
 
 
 def test_df_converts_the_named_columns_and_keeps_their_order() -> None:
@@ -52,3 +54,31 @@ def test_derived_is_computed_once_per_table_and_dropped_with_it() -> None:
     del first, second, table, total
     gc.collect()
     assert key not in _DERIVED
+
+
+def test_coded_column_holds_each_text_once_and_reads_none_as_null() -> None:
+    # Codes into distinct values that repeat and include None (a profiling name without backend).
+    column = coded(["nccl", None, "nccl", "gloo"], pa.array([0, 1, 2, 3, 0, None], pa.int32()))
+    assert column.type == DICTIONARY_STRING
+    assert column.dictionary.to_pylist() == ["nccl", "gloo"]
+    assert column.to_pylist() == ["nccl", None, "nccl", "gloo", "nccl", None]
+
+
+def test_constant_column_has_one_dictionary_value_or_is_all_null() -> None:
+    column = constant("rank-3.pkl", 4)
+    assert column.type == DICTIONARY_STRING
+    assert column.dictionary.to_pylist() == ["rank-3.pkl"]
+    assert column.to_pylist() == ["rank-3.pkl"] * 4
+    assert constant(None, 3).to_pylist() == [None, None, None]
+
+
+def test_dictionary_chunks_with_different_dictionaries_read_as_one_categorical() -> None:
+    # Every dump's columns carry their own dictionary; concatenated, Polars sees one column.
+    parts = [
+        pa.table({"host": constant(host, 2), "op": coded(["send", "recv"], pa.array([1, 0], pa.int32()))})
+        for host in ("node-a", "node-b")
+    ]
+    frame = Tables({"t": pa.concat_tables(parts)}).df("t")
+    assert frame.schema["host"] == pl.Categorical
+    assert frame["host"].to_list() == ["node-a", "node-a", "node-b", "node-b"]
+    assert frame.filter(pl.col("op") == "send")["host"].to_list() == ["node-a", "node-b"]
