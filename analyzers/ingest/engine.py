@@ -1,9 +1,12 @@
 """The ingest engine: discover files, parse them (in parallel), run cross-file steps, build the ledger.
 
-Files are independent, so they are parsed in worker processes; each worker appends its Arrow
-tables to IPC streams in a private temporary folder (one per table name per batch of files),
-which the parent memory-maps, slices per file and concatenates without copying. Garbage collection is paused while parsing because parsers build many
-short-lived containers and no cycles.
+Files are independent, so they are parsed in worker processes, each taking runs of consecutive
+files. A worker joins the tables of consecutive files into large record batches (tens of
+thousands of rows, not one small batch per file) and appends them to IPC streams in a private
+temporary folder (one per table name per run), which the parent memory-maps and concatenates in
+file order without copying; Polars then reads the few large chunks without joining them again.
+Garbage collection is paused while parsing because parsers build many short-lived containers
+and no cycles.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from .registry import PARSERS, parser_for
 PARALLEL_MIN_BYTES = 8 << 20
 PARALLEL_MIN_FILES = 8
 MAX_FILE_BYTES = 2 << 30
+# A worker writes a table's rows once it holds this many (the last ones at the end of its run):
+# large enough that the parent never joins chunks, small enough to bound the worker's memory.
+SPOOL_BATCH_ROWS = 131_072
 HEAD_DIGEST_BYTES = 8 << 10
 _SPOOL_NUMBERS = itertools.count()
 
@@ -53,8 +59,10 @@ class FileResult:
     size: int
     seconds: float
     failure: str | None = None
-    # Tables in transit from a worker process, by name: a slice of a spool stream, or IPC bytes.
-    packed: dict[str, SpoolSlice | bytes] = field(default_factory=dict)
+    # Tables in transit from a worker process, by name: slices of spool streams, or IPC bytes.
+    # A worker joins consecutive files' tables, so one file's result can carry the rows of the
+    # files before it (and the others none): concatenated in result order, the order is kept.
+    packed: dict[str, list[SpoolSlice | bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,37 +156,68 @@ def _parse_batch(
     batch: list[DiscoveredFile], manifest: Manifest, max_file_bytes: int, spool: str | None = None
 ) -> list[FileResult]:
     """Worker side: parse, then hand each table back as Arrow IPC (a spool stream, else bytes)."""
-    results = []
+    results: list[FileResult] = []
     spooler = _BatchSpool(spool)
     try:
         for job in batch:
-            # Packed as soon as parsed: a batch of thousands of dumps never holds its tables at once.
             result = parse_one(job, manifest, max_file_bytes)
-            result.packed = {name: spooler.pack(name, table) for name, table in result.output.tables.items()}
-            result.output.tables = {}
+            spooler.add(result)
             results.append(result)
+        spooler.flush()
     finally:
         spooler.close()
     return results
 
 
 class _BatchSpool:
-    """Worker side: one Arrow IPC stream file per table name for a whole batch of files.
+    """Worker side: the tables of a run of consecutive files, joined, as Arrow IPC stream files.
 
-    Each file's table is appended as record batches the moment it is parsed; the parent maps
-    each stream once and slices it per file, with no copy through the pipe (which costs the
-    parent more system time than the parse saves, for gigabytes of tables) and a handful of
-    files and mappings per batch instead of one per table. Empty tables, no spool folder, or a
-    write that fails (full disk) send that table as IPC bytes through the pipe instead.
+    A file's tables are held until ``SPOOL_BATCH_ROWS`` rows of a name are held; those are then
+    joined into one record batch (dictionaries unified) and appended to that name's stream, as
+    the packed table of the file that completed it. The parent maps each stream once, with no
+    copy through the pipe (which costs the parent more system time than the parse saves, for
+    gigabytes of tables), and gets a few large chunks per table instead of one per file. Empty
+    tables, no spool folder, or a write that fails (full disk) send the table as IPC bytes
+    through the pipe instead.
     """
 
-    def __init__(self, folder: str | None) -> None:
+    def __init__(self, folder: str | None, batch_rows: int = SPOOL_BATCH_ROWS) -> None:
         self.folder = folder
+        self.batch_rows = batch_rows
+        self.held: dict[str, list[pa.Table]] = {}
+        self.held_rows: dict[str, int] = {}
+        # The held rows of a table go with the last file of the parser that made them.
+        self.last_of_source: dict[str, FileResult] = {}
+        self.source_of: dict[str, str] = {}
         self.streams: dict[str, tuple[str, pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
         self.broken: set[str] = set()
 
-    def pack(self, name: str, table: pa.Table) -> SpoolSlice | bytes:
-        if self.folder is None or name in self.broken or table.num_rows == 0:
+    def add(self, result: FileResult) -> None:
+        """Take ``result``'s tables; pack into it those of a name that now hold enough rows."""
+        self.last_of_source[result.source] = result
+        for name, table in result.output.tables.items():
+            self.source_of[name] = result.source
+            if table.num_rows == 0:
+                result.packed.setdefault(name, []).append(_ipc_bytes(table))
+                continue
+            self.held.setdefault(name, []).append(table)
+            self.held_rows[name] = self.held_rows.get(name, 0) + table.num_rows
+            if self.held_rows[name] >= self.batch_rows:
+                result.packed.setdefault(name, []).append(self._write(name))
+        result.output.tables = {}
+
+    def flush(self) -> None:
+        """Pack every table still held into the run's last file of the parser that made it."""
+        for name in [n for n, tables in self.held.items() if tables]:
+            last = self.last_of_source[self.source_of[name]]
+            last.packed.setdefault(name, []).append(self._write(name))
+
+    def _write(self, name: str) -> SpoolSlice | bytes:
+        held = self.held.pop(name)
+        self.held_rows[name] = 0
+        # One table is written as it is (a large parser output is not copied again).
+        table = held[0] if len(held) == 1 else pa.concat_tables(held).combine_chunks()
+        if self.folder is None or name in self.broken:
             return _ipc_bytes(table)
         batches = table.to_batches()
         try:
@@ -191,7 +230,7 @@ class _BatchSpool:
             for batch in batches:
                 writer.write_batch(batch)
         except (OSError, pa.ArrowInvalid):
-            # Batches written before the failure stay readable; this table and later ones of
+            # Batches written before the failure stay readable; these rows and later ones of
             # this name go through the pipe.
             self.broken.add(name)
             return _ipc_bytes(table)
@@ -219,16 +258,19 @@ def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
     try:
         for result in results:
             tables: dict[str, pa.Table] = {}
-            for name, data in result.packed.items():
-                if isinstance(data, bytes):
-                    tables[name] = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-                    continue
-                if data.path not in streams:
-                    streams[data.path] = _spooled_batches(data.path)
-                batches = streams[data.path][data.first : data.first + data.count]
-                if len(batches) != data.count:
-                    raise OSError(f"spool stream {data.path} ends before batch {data.first + data.count}")
-                tables[name] = pa.Table.from_batches(batches)
+            for name, parts in result.packed.items():
+                read: list[pa.Table] = []
+                for data in parts:
+                    if isinstance(data, bytes):
+                        read.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
+                        continue
+                    if data.path not in streams:
+                        streams[data.path] = _spooled_batches(data.path)
+                    batches = streams[data.path][data.first : data.first + data.count]
+                    if len(batches) != data.count:
+                        raise OSError(f"spool stream {data.path} ends before batch {data.first + data.count}")
+                    read.append(pa.Table.from_batches(batches, schema=batches[0].schema if batches else None))
+                tables[name] = read[0] if len(read) == 1 else pa.concat_tables(read)
             result.output.tables = tables
             result.packed = {}
     finally:
@@ -291,7 +333,7 @@ def parse_files(
             if progress:
                 progress(index + 1, len(files), job.rel)
         return results
-    batches = _balanced_batches(files, workers * 4)
+    batches = _consecutive_runs(files, workers * 4)
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver")
@@ -327,16 +369,33 @@ def _make_spool() -> str | None:
         return None
 
 
-def _balanced_batches(files: Sequence[DiscoveredFile], count: int) -> list[list[DiscoveredFile]]:
-    """Split files into ``count`` batches of similar total size (largest first, greedy)."""
-    count = max(1, min(count, len(files)))
-    batches: list[list[DiscoveredFile]] = [[] for _ in range(count)]
-    loads = [0] * count
-    for job in sorted(files, key=lambda f: f.size, reverse=True):
-        target = loads.index(min(loads))
-        batches[target].append(job)
-        loads[target] += job.size
-    return [b for b in batches if b]
+def _consecutive_runs(files: Sequence[DiscoveredFile], count: int) -> list[list[DiscoveredFile]]:
+    """Split files, in order, into at most ``count`` runs of consecutive files of similar total size.
+
+    Runs of consecutive files let a worker join their tables in file order, so parallel ingest
+    gives the same rows in the same order as serial ingest. A run ends once it reaches its share
+    of the bytes still to assign; the pool hands runs to idle workers, so a run longer than the
+    others delays the end by at most that run.
+    """
+    runs: list[list[DiscoveredFile]] = []
+    remaining_bytes = sum(f.size for f in files)
+    remaining_runs = max(1, min(count, len(files)))
+    run: list[DiscoveredFile] = []
+    run_bytes = 0
+    for index, job in enumerate(files):
+        run.append(job)
+        run_bytes += job.size
+        files_left = len(files) - index - 1
+        if remaining_runs > 1 and (
+            run_bytes * remaining_runs >= remaining_bytes or files_left < remaining_runs
+        ):
+            runs.append(run)
+            remaining_bytes -= run_bytes
+            remaining_runs -= 1
+            run, run_bytes = [], 0
+    if run:
+        runs.append(run)
+    return runs
 
 
 def ingest(

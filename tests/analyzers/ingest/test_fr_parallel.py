@@ -10,11 +10,13 @@ import pytest
 
 from tracecore.analyzers.detectors import collective_hang
 from tracecore.analyzers.ingest.base import ParseOutput
+from tracecore.analyzers.ingest.discovery import DiscoveredFile
 from tracecore.analyzers.ingest.engine import (
     FileResult,
     IngestResult,
     SpoolSlice,
     _BatchSpool,
+    _consecutive_runs,
     _unpack_batch,
     ingest,
 )
@@ -48,6 +50,8 @@ def test_parallel_and_serial_ingest_are_identical(incident: Path) -> None:
     for name in FR_TABLES:
         assert serial.tables[name].schema.equals(parallel.tables[name].schema), name
         assert _sorted(serial, name).equals(_sorted(parallel, name), null_equal=True), name
+    # Workers take runs of consecutive files: the entries keep the serial order, not just the rows.
+    assert serial.tables.df("fr_entries").equals(parallel.tables.df("fr_entries"), null_equal=True)
     # Distinct stacks are stored once for the whole incident, not once per dump.
     stacks = serial.tables["fr_stacks"]
     assert stacks.num_rows == len(set(stacks.column("stack_id").to_pylist())) < 64
@@ -81,36 +85,101 @@ def test_parallel_ingest_leaves_no_spool_files_and_uses_the_pipe_without_one(
     empty = table.slice(0, 0)
     # Without a writable spool folder (or for an empty table) tables come back through the pipe.
     for folder in (None, str(tmp_path / "missing" / "spool")):
-        spooler = _BatchSpool(folder)
-        packed = [spooler.pack("fr_entries", first), spooler.pack("fr_entries", empty)]
-        spooler.close()
-        assert all(isinstance(p, bytes) for p in packed)
-        assert _roundtrip(packed) == [first, empty]
-    # With one, every table of a name goes to one stream, sliced back per file, then removed.
-    spooler = _BatchSpool(str(tmp_path))
-    packed = [spooler.pack("fr_entries", first), spooler.pack("fr_entries", second)]
-    spooler.close()
-    assert all(isinstance(p, SpoolSlice) for p in packed)
-    assert len({p.path for p in packed if isinstance(p, SpoolSlice)}) == 1
-    assert _roundtrip(packed) == [first, second]
+        results = _spooled(_BatchSpool(folder, batch_rows=1), [first, empty])
+        assert all(isinstance(p, bytes) for r in results for p in r.packed["fr_entries"])
+        assert _tables(results) == [first, empty]
+    # With one, every table of a name goes to one stream, read back in order, then removed.
+    results = _spooled(_BatchSpool(str(tmp_path), batch_rows=1), [first, second])
+    slices = [p for r in results for p in r.packed["fr_entries"]]
+    assert all(isinstance(p, SpoolSlice) for p in slices)
+    assert len({p.path for p in slices if isinstance(p, SpoolSlice)}) == 1
+    assert _tables(results) == [first, second]
     assert not any(tmp_path.glob("*.arrow"))
+
+
+def test_consecutive_files_tables_are_joined_into_large_batches_in_order(
+    incident: Path, tmp_path: Path
+) -> None:
+    table = ingest(incident, jobs=1).tables["fr_entries"].combine_chunks()
+    parts = [table.slice(i * 100, 100) for i in range(5)]
+    results = _spooled(_BatchSpool(str(tmp_path), batch_rows=250), parts)
+    # 300 rows held after the third file: written with it; the last two at the end of the run.
+    assert [len(r.packed.get("fr_entries", [])) for r in results] == [0, 0, 1, 0, 1]
+    read = _tables(results)
+    assert [t.num_rows for t in read] == [300, 200]
+    assert [c.num_chunks for c in read[0].columns] == [1] * read[0].num_columns
+    assert pa.concat_tables(read).to_pylist() == pa.concat_tables(parts).to_pylist()
+
+
+def test_held_tables_go_with_the_last_file_of_the_parser_that_made_them(tmp_path: Path) -> None:
+    # A run mixes parsers (a host folder holds a dump and a kernel log): the ledger files tables
+    # under their result's parser, so held rows must not ride on another parser's file.
+    kinds = ["flight_recorder", "kernel_log", "flight_recorder", "kernel_log", "kernel_log"]
+    results = [
+        FileResult(
+            f"f{i}",
+            source,
+            ParseOutput(
+                tables={
+                    "fr_entries" if source == "flight_recorder" else "kernel_events": pa.table({"i": [i]})
+                }
+            ),
+            0,
+            0.0,
+        )
+        for i, source in enumerate(kinds)
+    ]
+    spooler = _BatchSpool(str(tmp_path))
+    for result in results:
+        spooler.add(result)
+    spooler.flush()
+    spooler.close()
+    assert [sorted(r.packed) for r in results] == [[], [], ["fr_entries"], [], ["kernel_events"]]
+    unpacked = _unpack_batch(results)
+    assert unpacked[2].output.tables["fr_entries"]["i"].to_pylist() == [0, 2]
+    assert unpacked[4].output.tables["kernel_events"]["i"].to_pylist() == [1, 3, 4]
+
+
+def test_runs_of_consecutive_files_cover_every_file_once_in_order() -> None:
+    def runs(sizes: list[int], count: int) -> list[list[int]]:
+        files = [
+            DiscoveredFile(Path(f"f{i}"), f"f{i}", "flight_recorder", None, None, size, 0)
+            for i, size in enumerate(sizes)
+        ]
+        return [[int(f.rel[1:]) for f in run] for run in _consecutive_runs(files, count)]
+
+    assert runs([10] * 8, 4) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert runs([10] * 3, 8) == [[0], [1], [2]]
+    # A large file fills a run of its own; the rest share the other runs.
+    assert runs([100, 10, 10, 10, 10], 3) == [[0], [1, 2], [3, 4]]
+    assert [i for run in runs([5, 1, 9, 3, 7, 2, 8], 3) for i in run] == list(range(7))
+    assert runs([0, 0, 0], 2) == [[0], [1, 2]]
 
 
 def test_a_spool_stream_cut_short_is_an_error_not_lost_rows(tmp_path: Path, incident: Path) -> None:
     table = ingest(incident, jobs=1).tables["fr_entries"].combine_chunks().slice(0, 100)
-    spooler = _BatchSpool(str(tmp_path))
-    packed = [spooler.pack("fr_entries", table), spooler.pack("fr_entries", table)]
-    spooler.close()
-    assert isinstance(packed[1], SpoolSlice)
-    path = Path(packed[1].path)
+    results = _spooled(_BatchSpool(str(tmp_path), batch_rows=1), [table, table])
+    [packed] = results[1].packed["fr_entries"]
+    assert isinstance(packed, SpoolSlice)
+    path = Path(packed.path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 200])
     with pytest.raises(OSError, match="ends before batch"):
-        _roundtrip(packed)
+        _tables(results)
 
 
-def _roundtrip(packed: list[SpoolSlice | bytes]) -> list[pa.Table]:
+def _spooled(spooler: _BatchSpool, tables: list[pa.Table]) -> list[FileResult]:
+    """Worker side: one result per table, packed as ``_parse_batch`` packs a run of files."""
     results = [
-        FileResult(f"f{i}", "flight_recorder", ParseOutput(), 0, 0.0, packed={"fr_entries": p})
-        for i, p in enumerate(packed)
+        FileResult(f"f{i}", "flight_recorder", ParseOutput(tables={"fr_entries": t}), 0, 0.0)
+        for i, t in enumerate(tables)
     ]
-    return [r.output.tables["fr_entries"] for r in _unpack_batch(results)]
+    for result in results:
+        spooler.add(result)
+    spooler.flush()
+    spooler.close()
+    return results
+
+
+def _tables(results: list[FileResult]) -> list[pa.Table]:
+    """Parent side: the tables the results carry, in order."""
+    return [r.output.tables["fr_entries"] for r in _unpack_batch(results) if "fr_entries" in r.output.tables]
