@@ -926,14 +926,19 @@ def _stacks_columns(
     ids: list[int | None] = []
     bad = 0
     for frames in distinct:
-        stack = None if frames is None else _clean_frames(frames)
+        key = _stack_key(frames)
+        if key is not None:
+            stack, text, digest, whole = _stack_facts(key)
+        else:
+            stack = None if frames is None else _clean_frames(frames)
+            text, digest = call_site(stack) if stack is not None else (None, None)
+            whole = stack_digest(stack) if stack is not None else None
         if frames is not None and stack is None:
             bad += 1
-        text, digest = call_site(stack) if stack is not None else (None, None)
         unique.append(stack)
         site_text.append(text)
         site_hash.append(digest)
-        ids.append(stack_digest(stack) if stack is not None else None)
+        ids.append(whole)
     ids_unique = pa.array(ids, type=pa.int64())
     kept = [i for i, v in enumerate(ids) if v is not None]
     stacks_table = pa.table(
@@ -949,6 +954,52 @@ def _stacks_columns(
         stacks_table,
         bad,
     )
+
+
+_ABSENT = object()
+_FRAME_FIELDS = ("name", "filename", "line")
+_CACHED_STACK_DEPTH = 512
+StackKey = tuple[tuple[Any, ...], ...]
+
+
+def _stack_key(frames: Any) -> StackKey | None:
+    """What a stack's facts depend on, hashable: each frame's fields with their types.
+
+    Types are part of the key because equal numbers of different types (1, 1.0, True) give
+    different text; an absent field differs from a None one. None for anything that is not a
+    list of dicts of hashable values, or for a stack deeper than any real one (such stacks are
+    judged on their own, uncached, so the cache's size stays bounded).
+    """
+    if type(frames) is not list or len(frames) > _CACHED_STACK_DEPTH:
+        return None
+    key = []
+    for frame in frames:
+        if type(frame) is not dict:
+            return None
+        values = (frame.get("name", _ABSENT), frame.get("filename", _ABSENT), frame.get("line", _ABSENT))
+        key.append((*values, *map(type, values)))
+    try:
+        hash(key_tuple := tuple(key))
+    except TypeError:
+        return None
+    return key_tuple
+
+
+@functools.lru_cache(maxsize=16_384)
+def _stack_facts(key: StackKey) -> tuple[list[dict[str, Any]] | None, str | None, int | None, int | None]:
+    """(clean frames, call site text, call site hash, stack id) of the stack ``key`` describes.
+
+    Ranks share their stacks, so a worker computes each distinct stack's facts once for all the
+    dumps it reads. Callers get the cached frame dicts: they only read them.
+    """
+    frames = [
+        {f: v for f, v in zip(_FRAME_FIELDS, parts[:3], strict=True) if v is not _ABSENT} for parts in key
+    ]
+    stack = _clean_frames(frames)
+    if stack is None:
+        return None, None, None, None
+    text, digest = call_site(stack)
+    return stack, text, digest, stack_digest(stack)
 
 
 def stack_digest(frames: list[dict[str, Any]]) -> int:

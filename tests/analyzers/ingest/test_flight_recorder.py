@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from tests.helpers.fr_dumps import Job, to_json
@@ -14,6 +15,10 @@ from tests.helpers.paths import SAMPLES
 from tracecore.analyzers.ingest.base import NO_CLAIM, STRONG_CLAIM
 from tracecore.analyzers.ingest.flight_recorder import (
     FlightRecorderParser,
+    _stack_facts,
+    _stack_key,
+    _stacks_columns,
+    call_site,
     group_key,
     parse_ranks,
     rank_from_name,
@@ -258,6 +263,38 @@ def test_unhashable_value_in_a_list_field_is_counted_not_fatal(tmp_path: Path) -
     ledger = next(s for s in result.summary.sources if s.source == "flight_recorder")
     assert ledger.files_failed == 0
     assert ledger.rejected_by_reason == {"field-type": 1}
+
+
+def test_stack_facts_are_cached_per_content_and_match_the_uncached_path() -> None:
+    user = {"name": "train_step", "filename": "train.py", "line": 42}
+    torch = {"name": "all_reduce", "filename": "torch/distributed/distributed_c10d.py", "line": 9}
+    stacks = [
+        [torch, user],
+        [dict(torch), {**user, "line": 42.0}],  # same text once cleaned, different key
+        [torch, {**user, "line": "43"}],
+        [torch, {**user, "name": ["not", "hashable"]}],  # judged on its own, uncached
+        [torch, "not a frame"],  # damaged: no facts, counted
+        None,
+    ]
+    keys = [_stack_key(s) for s in stacks]
+    assert keys[0] != keys[1] and None not in keys[:3] and keys[3:] == [None, None, None]
+    codes = pa.array([0, 1, 2, 3, 4, 5, 0], pa.int32())
+    for _ in range(2):  # the second pass reads every hashable stack from the cache
+        ids, sites, site_hashes, table, bad = _stacks_columns(codes, stacks)
+        assert bad == 1
+        assert sites.to_pylist() == [
+            "train.py:42 train_step",
+            "train.py:42 train_step",
+            "train.py:43 train_step",
+            "train.py:42 None",
+            None,
+            None,
+            "train.py:42 train_step",
+        ]
+        assert site_hashes.to_pylist()[0] == call_site([torch, user])[1] == site_hashes.to_pylist()[1]
+        assert ids.to_pylist()[0] == ids.to_pylist()[1] != ids.to_pylist()[2]
+        assert table.num_rows == 4  # stacks 0/1 share an id but are listed per distinct value
+    assert _stack_facts.cache_info().hits >= 3
 
 
 @pytest.mark.parametrize("variant", ["pickle", "json"])
