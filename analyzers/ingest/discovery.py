@@ -192,7 +192,24 @@ def read_all(path: Path, compression: str | None, max_bytes: int | None = None) 
 
             with zstandard.ZstdDecompressor().stream_reader(handle) as reader:
                 return _read_partial(reader, want, (zstandard.ZstdError,))
-        return handle.read(want)
+        return _read_plain(handle, want)
+
+
+def _read_plain(handle: BinaryIO, want: int) -> bytes:
+    """Up to ``want`` bytes (all when negative) of an uncompressed file.
+
+    Sized by the file's current length first: ``read(want)`` would allocate ``want`` bytes (the
+    2 GiB bound) for every file, which costs more than reading a small one. A file that grew
+    since is read on up to ``want``.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    if want < 0 or size + 1 < want:
+        data = handle.read(size + 1)
+        if len(data) <= size:
+            return data
+        rest = handle.read() if want < 0 else handle.read(want - len(data))
+        return data + rest
+    return handle.read(want)
 
 
 class TruncatedStream(bytes):
