@@ -465,7 +465,7 @@ class FlightRecorderParser(SourceParser):
             )
         n = len(positions)
         columns["source_file"] = constant(ctx.rel, n)
-        columns["source_line"] = pa.array(positions, type=pa.int64())
+        columns["source_line"] = _numbered(positions)
         columns["host"] = constant(host, n)
         columns["rank"] = pa.repeat(pa.scalar(rank, pa.int32()), n)
         columns["dump_version"] = constant(version_text, n)
@@ -684,6 +684,24 @@ def _direct_fields(good: list[dict[str, Any]]) -> pa.StructArray | None:
         if array.field(field).null_count and any(alias in entry for entry in good):
             return None
     return array
+
+
+@functools.lru_cache(maxsize=1)
+def _first_numbers(count: int) -> pa.Array:
+    return pa.array(range(1, count + 1), type=pa.int64())
+
+
+def _numbered(positions: range | list[int]) -> pa.Array:
+    """``positions`` as an int64 array; 1..n (every entry kept) is a slice of one shared array.
+
+    Converting a range costs more than the rest of a small column's work, once per dump.
+    """
+    if isinstance(positions, range) and positions.start == 1 and positions.step == 1:
+        count = len(positions)
+        shared = _first_numbers(max(count, 1 << 16))
+        if count <= len(shared):
+            return shared.slice(0, count)
+    return pa.array(positions, type=pa.int64())
 
 
 def _entry_columns(
