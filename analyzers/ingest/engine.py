@@ -35,6 +35,7 @@ from .base import FileContext, ParseOutput
 from .discovery import DiscoveredFile, TruncatedStream, discover, open_regular, read_all
 from .manifest import Manifest, load_manifest
 from .registry import PARSERS, parser_for
+from .workers import worker_context
 
 # Below this many bytes of input, worker start-up costs more than it saves.
 PARALLEL_MIN_BYTES = 8 << 20
@@ -334,10 +335,7 @@ def parse_files(
                 progress(index + 1, len(files), job.rel)
         return results
     batches = _consecutive_runs(files, workers * 4)
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tracecore.analyzers.ingest.registry"])
+    context = worker_context()
     done = 0
     spool = _make_spool()
     try:

@@ -113,6 +113,10 @@ def analyze_command(
       tracecore analyze ./incident-dir --format markdown -o ticket.md
       tracecore analyze ./incident-dir --explain v2
     """
+    from tracecore.analyzers.ingest.workers import start_early
+
+    if Path(incident).exists():
+        start_early(jobs)  # the workers' imports overlap this process's
     from tracecore.analyzers import selftel as selftel_module
     from tracecore.analyzers.bundle import BundleLimits
     from tracecore.analyzers.pipeline import analyze

@@ -38,6 +38,10 @@ def ingest_command(
       tracecore ingest ./incident-dir --out tables/
       python -c "import polars as pl; print(pl.read_parquet('tables/kernel_events.parquet'))"
     """
+    from tracecore.analyzers.ingest.workers import start_early
+
+    if Path(incident).exists():
+        start_early(jobs)  # the workers' imports overlap this process's
     from tracecore.analyzers.bundle import BundleLimits, open_bundle, printable
     from tracecore.analyzers.identity import apply_manifest_and_identity
     from tracecore.analyzers.ingest.engine import ingest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -183,3 +185,24 @@ def _spooled(spooler: _BatchSpool, tables: list[pa.Table]) -> list[FileResult]:
 def _tables(results: list[FileResult]) -> list[pa.Table]:
     """Parent side: the tables the results carry, in order."""
     return [r.output.tables["fr_entries"] for r in _unpack_batch(results) if "fr_entries" in r.output.tables]
+
+
+def test_the_fork_server_starts_early_only_when_ingest_may_run_in_parallel(incident: Path) -> None:
+    # A fresh interpreter: the fork server is per process. jobs=1 never needs one; otherwise it is
+    # started at once, and the engine's pool then forks its workers from it.
+    script = (
+        "import sys\n"
+        "from multiprocessing import forkserver\n"
+        "from pathlib import Path\n"
+        "from tracecore.analyzers.ingest.workers import start_early\n"
+        "start_early(1)\n"
+        "print(forkserver._forkserver._forkserver_pid is None)\n"
+        "start_early(2)\n"
+        "print(forkserver._forkserver._forkserver_pid is not None)\n"
+        "from tracecore.analyzers.ingest.engine import ingest\n"
+        "print(ingest(Path(sys.argv[1]), jobs=2).tables['fr_entries'].num_rows)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(incident)], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["True", "True", str(64 * 200)]
