@@ -35,7 +35,7 @@ from .base import FileContext, ParseOutput
 from .discovery import DiscoveredFile, TruncatedStream, discover, open_regular, read_all
 from .manifest import Manifest, load_manifest
 from .registry import PARSERS, parser_for
-from .workers import worker_context
+from .workers import usable_cpus, worker_context
 
 # Below this many bytes of input, worker start-up costs more than it saves.
 PARALLEL_MIN_BYTES = 8 << 20
@@ -306,10 +306,7 @@ def _oneline_text(text: str) -> str:
 
 def default_jobs() -> int:
     """Worker processes to use: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, usable_cpus())
 
 
 def parse_files(

@@ -983,8 +983,8 @@ StackKey = tuple[tuple[Any, ...], ...]
 def _stack_key(frames: Any) -> StackKey | None:
     """What a stack's facts depend on, hashable: each frame's fields with their types.
 
-    Types are part of the key because equal numbers of different types (1, 1.0, True) give
-    different text; an absent field differs from a None one. None for anything that is not a
+    Types are part of the key because equal values of different types (1, 1.0, True) hash and
+    compare alike yet need not clean alike; an absent field is told apart from a None one. None for anything that is not a
     list of dicts of hashable values, or for a stack deeper than any real one (such stacks are
     judged on their own, uncached, so the cache's size stays bounded).
     """

@@ -29,10 +29,18 @@ def start_early(jobs: int | None) -> None:
     directory already ingested, costs one idle process (~0.5 s of another core's time). Failing
     to start is not an error here; the engine reports it when it needs workers.
     """
-    if jobs == 1 or (jobs is None and len(os.sched_getaffinity(0)) < 2):
+    if jobs == 1 or (jobs is None and usable_cpus() < 2):
         return
     from multiprocessing import forkserver
 
     worker_context()
     with contextlib.suppress(OSError):
         forkserver.ensure_running()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (the engine's default worker count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
