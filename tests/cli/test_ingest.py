@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import INCIDENTS
@@ -42,3 +44,27 @@ def test_analysis_of_the_table_directory_matches(tmp_path: Path) -> None:
     assert cached["verdicts"] == direct["verdicts"]
     assert cached["incident"]["window"] == direct["incident"]["window"]
     assert cached["root_cause"] == direct["root_cause"] and cached["notes"] == direct["notes"]
+
+
+def test_a_table_directory_with_plain_string_columns_still_loads(tmp_path: Path) -> None:
+    # Table directories written before fr_entries' strings were dictionary-encoded hold plain
+    # strings: they are cast on reading and analysed the same.
+    out = tmp_path / "tables"
+    incident = INCIDENTS / "gpu-fell-off-bus-hang"
+    assert run_cli(["ingest", str(incident), "--out", str(out), "--jobs", "1"]).exit_code == 0
+    path = out / "fr_entries.parquet"
+    table = pq.read_table(path)
+    plain = pa.table(
+        {
+            name: column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    )
+    assert plain.schema.field("host").type == pa.string()
+    pq.write_table(plain, path)
+    direct = json.loads(
+        run_cli(["analyze", str(incident), "-f", "json", "--fail-on", "never", "--jobs", "1"]).stdout
+    )
+    cached = json.loads(run_cli(["analyze", str(out), "-f", "json", "--fail-on", "never"]).stdout)
+    assert cached["verdicts"] == direct["verdicts"]
+    assert cached["root_cause"] == direct["root_cause"]
