@@ -169,18 +169,9 @@ _NOT_IN_VIEW = frozenset(
     ("thread_name", "thread_id", "dump_format", "dump_version", "comm_lib_version", "ts_ns", "pg_id", "op_id")
 )
 
-# Long strings with few distinct values, only carried and reported (never joined with other
-# tables or searched as text): categorical in the view, 4 bytes per entry instead of the text.
-_CATEGORICAL_IN_VIEW = (
-    "call_site",
-    "source_file",
-    "host",
-    "pg_desc",
-    "pg_name",
-    "profiling_name",
-    "backend",
-    "state",
-)
+# fr_entries' strings are dictionary-encoded (Categorical in Polars, 4 bytes per entry); the view
+# keeps them so, except the ones it joins with other tables' text or folds as text.
+_TEXT_IN_VIEW = ("group_key", "op")
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
 _SIGNATURES = ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig")
@@ -280,14 +271,10 @@ def _repeated_rows(indexed: pl.DataFrame) -> pl.Series:
 
 
 def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
-    """The entries the view works on: no unread columns, long repeated strings categorical.
-
-    fr_entries stores its strings dictionary-encoded (Categorical in Polars): the view keeps the
-    long, only-reported ones as codes and reads the ones it compares and joins as text.
-    """
+    """The entries the view works on: no unread columns; strings categorical but ``_TEXT_IN_VIEW``."""
     names = [c for c in table.column_names if c not in _NOT_IN_VIEW]
     frame = tables.df("fr_entries", names)
-    as_text = [c for c in names if frame.schema[c] == pl.Categorical and c not in _CATEGORICAL_IN_VIEW]
+    as_text = [c for c in _TEXT_IN_VIEW if c in frame.columns]
     return frame.with_columns(pl.col(*as_text).cast(pl.String)) if as_text else frame
 
 
