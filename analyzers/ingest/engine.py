@@ -270,7 +270,7 @@ def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
                     batches = streams[data.path][data.first : data.first + data.count]
                     if len(batches) != data.count:
                         raise OSError(f"spool stream {data.path} ends before batch {data.first + data.count}")
-                    read.append(pa.Table.from_batches(batches, schema=batches[0].schema if batches else None))
+                    read.append(pa.Table.from_batches(batches))
                 tables[name] = read[0] if len(read) == 1 else pa.concat_tables(read)
             result.output.tables = tables
             result.packed = {}
