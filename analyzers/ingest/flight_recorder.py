@@ -686,7 +686,7 @@ def _direct_fields(good: list[dict[str, Any]]) -> pa.StructArray | None:
     return array
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
 def _first_numbers(count: int) -> pa.Array:
     return pa.array(range(1, count + 1), type=pa.int64())
 
@@ -694,13 +694,12 @@ def _first_numbers(count: int) -> pa.Array:
 def _numbered(positions: range | list[int]) -> pa.Array:
     """``positions`` as an int64 array; 1..n (every entry kept) is a slice of one shared array.
 
-    Converting a range costs more than the rest of a small column's work, once per dump.
+    Converting a range costs more than the rest of a small column's work, once per dump. The
+    shared array's length is a power of two (at least 65,536), so dumps of any size reuse it.
     """
     if isinstance(positions, range) and positions.start == 1 and positions.step == 1:
         count = len(positions)
-        shared = _first_numbers(max(count, 1 << 16))
-        if count <= len(shared):
-            return shared.slice(0, count)
+        return _first_numbers(1 << max(16, count.bit_length())).slice(0, count)
     return pa.array(positions, type=pa.int64())
 
 
@@ -823,16 +822,13 @@ def _entry_columns(
     cols["profiling_name"] = coded(distinct, index)
     split = [split_profiling_name(n) if isinstance(n, str) else ("", "", None, None) for n in distinct]
     cols["backend"] = coded([p[0] or None for p in split], index)
-    cols["op"] = ops = coded([p[1] or None for p in split], index)
+    cols["op"] = coded([p[1] or None for p in split], index)
     cols["p2p_peer"] = pa.array([p[3] for p in split], type=pa.int32()).take(index)
-    owns = pa.array([p[2] for p in split], type=pa.int32()).take(index)
-    cols["p2p_local_rank"] = owns
-    # Older dumps have no is_p2p: a peer arrow in the name says it.
+    cols["p2p_local_rank"] = pa.array([p[2] for p in split], type=pa.int32()).take(index)
+    # Older dumps have no is_p2p: a peer arrow in the name (or a bare send/recv) says it.
     if is_p2p.null_count:
-        named = pc.or_(
-            pc.is_valid(owns), pc.is_in(ops.cast(pa.string()), value_set=pa.array(["send", "recv"]))
-        )
-        is_p2p = pc.if_else(is_p2p.is_null(), named, is_p2p)
+        named = pa.array([p[2] is not None or p[1] in ("send", "recv") for p in split], type=pa.bool_())
+        is_p2p = pc.if_else(is_p2p.is_null(), named.take(index), is_p2p)
     cols["is_p2p"] = is_p2p
 
     if native is not None:
@@ -984,9 +980,9 @@ def _stack_key(frames: Any) -> StackKey | None:
     """What a stack's facts depend on, hashable: each frame's fields with their types.
 
     Types are part of the key because equal values of different types (1, 1.0, True) hash and
-    compare alike yet need not clean alike; an absent field is told apart from a None one. None for anything that is not a
-    list of dicts of hashable values, or for a stack deeper than any real one (such stacks are
-    judged on their own, uncached, so the cache's size stays bounded).
+    compare alike yet need not clean alike; an absent field is told apart from a None one.
+    None for anything that is not a list of dicts of hashable values, or for a stack deeper than
+    any real one (such stacks are judged on their own, uncached, so the cache stays bounded).
     """
     if type(frames) is not list or len(frames) > _CACHED_STACK_DEPTH:
         return None
@@ -1093,9 +1089,9 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
 def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
     problems: list[Problem] = []
     # The big entries table stays in Arrow; the cross-file logic works on a light projection and
-    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip). Every
-    # dump is one small chunk: the projections are joined into one chunk on conversion, which
-    # costs less than every later operation paying per chunk.
+    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip). The
+    # projections are joined into one chunk on conversion: the group-bys and joins below cost
+    # more on the ingest's chunks (one per dump serially, a few dozen in parallel) than one copy.
     full = tables["fr_entries"]
     light = full.select(
         [
