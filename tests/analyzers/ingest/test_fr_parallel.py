@@ -131,11 +131,7 @@ def test_held_tables_go_with_the_last_file_of_the_parser_that_made_them(tmp_path
         )
         for i, source in enumerate(kinds)
     ]
-    spooler = _BatchSpool(str(tmp_path))
-    for result in results:
-        spooler.add(result)
-    spooler.flush()
-    spooler.close()
+    _pack(_BatchSpool(str(tmp_path)), results)
     assert [sorted(r.packed) for r in results] == [[], [], ["fr_entries"], [], ["kernel_events"]]
     unpacked = _unpack_batch(results)
     assert unpacked[2].output.tables["fr_entries"]["i"].to_pylist() == [0, 2]
@@ -170,11 +166,18 @@ def test_a_spool_stream_cut_short_is_an_error_not_lost_rows(tmp_path: Path, inci
 
 
 def _spooled(spooler: _BatchSpool, tables: list[pa.Table]) -> list[FileResult]:
-    """Worker side: one result per table, packed as ``_parse_batch`` packs a run of files."""
-    results = [
-        FileResult(f"f{i}", "flight_recorder", ParseOutput(tables={"fr_entries": t}), 0, 0.0)
-        for i, t in enumerate(tables)
-    ]
+    """Worker side: one flight-recorder result per table, packed as one run of files."""
+    return _pack(
+        spooler,
+        [
+            FileResult(f"f{i}", "flight_recorder", ParseOutput(tables={"fr_entries": t}), 0, 0.0)
+            for i, t in enumerate(tables)
+        ],
+    )
+
+
+def _pack(spooler: _BatchSpool, results: list[FileResult]) -> list[FileResult]:
+    """Worker side: ``results`` packed as ``_parse_batch`` packs a run of files."""
     for result in results:
         spooler.add(result)
     spooler.flush()
