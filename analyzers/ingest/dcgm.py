@@ -32,6 +32,7 @@ import pyarrow as pa
 from .. import dcgm_fields
 from ..report import Problem
 from ..selftel import SourceWire
+from ..tables.schemas import coded
 from .base import (
     CLAIM,
     NO_CLAIM,
@@ -530,7 +531,9 @@ def _finish(
     for name in facts.column_names:
         fact = facts.column(name).combine_chunks()
         if pa.types.is_string(fact.type) or pa.types.is_large_string(fact.type):
-            columns[name] = pa.DictionaryArray.from_arrays(series_index, fact.cast(pa.string()))
+            # (a null fact is a null code, never a null in the dictionary: dictionaries with
+            # nulls cannot be unified when consecutive files' tables are joined)
+            columns[name] = coded(fact.cast(pa.string()).to_pylist(), series_index)
         else:
             columns[name] = fact.take(series_index)
     own = frame.select("source_line", "ts_ns", "value", "scrape").to_arrow()
