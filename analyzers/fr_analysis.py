@@ -2,9 +2,9 @@
 
 Every collective detector reads the same derived frames, computed once per ``Tables`` with Polars:
 
-* ``calls``: one row per (group, collective_seq_id, rank) for collectives (p2p excluded: they do
-  not advance ``collective_seq_id``); coalesced members of one sequence number are folded into
-  one call (ops joined with ``+``) so pre-2.7 and 2.7+ layouts compare alike;
+* ``calls``: one row per (group, collective_seq_id, rank) for collectives, from ``fr_calls``
+  (folded at ingest, ``analyzers/ingest/fr_calls.py``), with the size relations that need the
+  group's size (``syntax_bad``) and ``partial`` (the cut oldest call of a wrapped buffer);
 * ``progress``: per (group, rank) the last enqueued and last completed sequence numbers, from the
   entries and from ``pg_status`` (gloo never marks entries completed: ``retired`` and
   ``pg_status`` are its only completion signals);
@@ -15,62 +15,20 @@ Ranks are never aligned by ``record_id`` (a per-process counter that wraps and r
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
+from .ingest.fr_calls import ENTRY_COLUMNS, attach_keys, fold_calls
 from .report import Evidence, excerpt
-from .tables import Tables
+from .tables import Tables, conform
 
 DEFAULT_PG = "0"
-ALL_REDUCE_OPS = frozenset({"all_reduce", "allreduce", "allreduce_coalesced", "all_reduce_coalesced"})
-ALL_GATHER_OPS = frozenset(
-    {
-        "all_gather",
-        "_all_gather_base",
-        "all_gather_base",
-        "all_gather_into_tensor",
-        "all_gather_into_tensor_coalesced",
-        "all_gather_single",
-    }
-)
-REDUCE_SCATTER_OPS = frozenset(
-    {
-        "reduce_scatter",
-        "_reduce_scatter_base",
-        "reduce_scatter_base",
-        "reduce_scatter_tensor",
-        "reduce_scatter_tensor_coalesced",
-        "reduce_scatter_single",
-    }
-)
-ALL_TO_ALL_OPS = frozenset(
-    {"all_to_all", "all_to_all_single", "all_to_all_v_single", "alltoall", "alltoall_base"}
-)
-GATHER_OPS = frozenset({"gather"})
-SCATTER_OPS = frozenset({"scatter"})
-# Ops whose per-rank sizes legitimately differ (uneven variants): totals only, or nothing.
-UNEVEN_OPS = frozenset({"all_gather_v", "reduce_scatter_v"})
-
-# Each op's size rules, as a small integer per entry: looked up once instead of testing every
-# entry's op against each set.
-_OTHER, _ALL_REDUCE, _ALL_GATHER, _REDUCE_SCATTER, _ALL_TO_ALL, _GATHER, _SCATTER, _UNEVEN = range(8)
-_OP_KIND = {
-    op: kind
-    for kind, ops in (
-        (_ALL_REDUCE, ALL_REDUCE_OPS),
-        (_ALL_GATHER, ALL_GATHER_OPS),
-        (_REDUCE_SCATTER, REDUCE_SCATTER_OPS),
-        (_ALL_TO_ALL, ALL_TO_ALL_OPS),
-        (_GATHER, GATHER_OPS),
-        (_SCATTER, SCATTER_OPS),
-        (_UNEVEN, UNEVEN_OPS),
-    )
-    for op in ops
-}
 
 
 @dataclass(frozen=True)
@@ -101,6 +59,7 @@ class FrView:
     """Derived flight-recorder frames shared by the detectors."""
 
     entries: pl.DataFrame
+    table: pa.Table
     calls: pl.DataFrame
     progress: pl.DataFrame
     groups: dict[str, Group]
@@ -139,34 +98,25 @@ def fr_view(tables: Tables) -> FrView | None:
     return view
 
 
-def _done_expr() -> pl.Expr:
-    # gloo never marks an entry completed: retired is its completion signal. Elsewhere a retired
-    # entry that is not completed failed or timed out, so it is not "done".
-    return (pl.col("state") == "completed").fill_null(False) | (
-        pl.col("retired").fill_null(False) & (pl.col("backend") == "gloo").fill_null(False)
-    )
-
-
-def _any_text(column: str) -> pl.Expr:
-    """The list of strings in ``column`` holds a non-empty one (null for a null list)."""
-    return pl.col(column).list.eval(pl.element().str.len_bytes() > 0).list.any()
-
-
-def _relation_bad(part: str, whole: str) -> pl.Expr:
-    """``whole`` numel is not ``part`` numel x group size (all_gather out/in, reduce_scatter in/out).
-
-    With an exact member list the size is the group's; otherwise the entry implies it, and only
-    a ratio that is not a whole number or is below the known member count is wrong.
-    """
-    exact = pl.col(part) * pl.col("_size") != pl.col(whole)
-    implied = (pl.col(whole) % pl.col(part) != 0) | (pl.col(whole) < pl.col(part) * pl.col("_size"))
-    return pl.when(pl.col("_exact").fill_null(True)).then(exact).otherwise(implied)
-
-
 # Columns no flight-recorder detector reads: left out of the view so millions of entries do not
 # carry them through Polars (config-drift reads comm_lib_version from the table itself).
+# The nested size and dtype lists are read only for the few entries a verdict reports: those rows
+# are taken from the Arrow table (``full_rows``, ``entry_columns``), by ``_row``.
 _NOT_IN_VIEW = frozenset(
-    ("thread_name", "thread_id", "dump_format", "dump_version", "comm_lib_version", "ts_ns", "pg_id", "op_id")
+    (
+        "thread_name",
+        "thread_id",
+        "dump_format",
+        "dump_version",
+        "comm_lib_version",
+        "ts_ns",
+        "pg_id",
+        "op_id",
+        "input_sizes",
+        "output_sizes",
+        "input_dtypes",
+        "output_dtypes",
+    )
 )
 
 # fr_entries' strings are dictionary-encoded (Categorical in Polars, 4 bytes per entry); the view
@@ -174,108 +124,65 @@ _NOT_IN_VIEW = frozenset(
 _TEXT_IN_VIEW = ("group_key", "op")
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
-_SIGNATURES = ("sig", "op_sig", "in_sig", "out_sig", "dtype_sig")
-
-
-def _call_aggregations(single: bool) -> list[pl.Expr]:
-    """How the entries of one (group, seq, rank) fold into one call.
-
-    ``single=True`` gives the same values for a call made of one entry, as plain row
-    expressions: folding millions of one-entry calls through a group-by (lists of one element,
-    first/min/max of one value) costs several seconds at a thousand ranks for nothing.
-    """
-
-    def signature(expr: pl.Expr) -> pl.Expr:
-        # Several entries are hashed as one list, in record order, after the group-by
-        # (``_fold_calls``); a list never hashes like a single value, so a coalesced call never
-        # matches a plain one.
-        return expr.hash() if single else expr
-
-    def folded(expr: pl.Expr, how: str) -> pl.Expr:
-        return expr if single else getattr(expr, how)()
-
-    retired_not_completed = pl.col("retired").fill_null(False) & (pl.col("state") != "completed").fill_null(
-        True
-    )
-    return [
-        (pl.col("op").fill_null("") if single else pl.col("op").str.join("+")).alias("ops"),
-        folded(pl.col("profiling_name"), "first").alias("profiling_name"),
-        signature(pl.col("_sig_e")).alias("sig"),
-        signature(pl.col("op")).alias("op_sig"),
-        signature(pl.col("_in_h")).alias("in_sig"),
-        signature(pl.col("_out_h")).alias("out_sig"),
-        signature(pl.struct("_in_dt", "_out_dt").hash()).alias("dtype_sig"),
-        folded(pl.col("_syntax_bad"), "any").alias("syntax_bad"),
-        folded(pl.col("done"), "any").alias("done"),
-        folded(retired_not_completed, "any").alias("retired_not_completed"),
-        folded(pl.col("state"), "last").alias("state"),
-        folded(pl.col("time_created_ns"), "min").alias("created_ns"),
-        folded(pl.col("time_started_ns"), "min").alias("started_ns"),
-        folded(pl.col("time_completed_ns"), "max").alias("completed_ns"),
-        folded(pl.col("duration_ms"), "max").alias("duration_ms"),
-        folded(pl.col("timeout_ms"), "max").alias("timeout_ms"),
-        folded(pl.col("record_id"), "first").alias("record_id"),
-        (pl.col("input_numel").fill_null(0) if single else pl.col("input_numel").sum()).alias("input_numel"),
-        (pl.col("output_numel").fill_null(0) if single else pl.col("output_numel").sum()).alias(
-            "output_numel"
-        ),
-        (pl.col("call_stack_id") if single else pl.col("call_stack_id").drop_nulls().first()).alias(
-            "call_stack_id"
-        ),
-        (pl.col("call_site") if single else pl.col("call_site").drop_nulls().first()).alias("call_site"),
-        *(
-            folded(pl.col(c), "first").alias(c)
-            for c in ("source_file", "source_line", "backend", "pg_name", "pg_desc")
-        ),
-    ]
-
-
-def _fold_calls(coll: pl.DataFrame) -> pl.DataFrame:
-    """One row per (group, seq, rank), in order of each call's first entry.
-
-    Entries are already in record order within each dump (oldest first), and a (group, seq,
-    rank) comes from one dump, so no sort is needed. Most calls are one entry (only coalesced
-    ops have several): those are projected row by row and only the rest go through a group-by.
-    """
-    indexed = coll.with_row_index("_row")
-    several = _repeated_rows(indexed)
-    if several.len() == 0:
-        return indexed.select(*_CALL_KEYS, *_call_aggregations(single=True))
-    marked = indexed.with_columns(pl.col("_row").is_in(several.implode()).alias("_several"))
-    singles = marked.filter(~pl.col("_several")).select(
-        *_CALL_KEYS, *_call_aggregations(single=True), pl.col("_row")
-    )
-    multiples = (
-        marked.filter(pl.col("_several"))
-        .group_by(*_CALL_KEYS, maintain_order=True)
-        .agg(*_call_aggregations(single=False), pl.col("_row").first())
-        .with_columns(pl.col(c).hash() for c in _SIGNATURES)
-    )
-    return pl.concat([singles, multiples], how="vertical").sort("_row").drop("_row")
-
-
-def _repeated_rows(indexed: pl.DataFrame) -> pl.Series:
-    """``_row`` of every entry whose (group, seq, rank) another entry shares.
-
-    Sorting the keys' hashes finds the few repeated ones far faster than a hash-table pass over
-    millions of entries; only entries with a repeated hash are then compared by their keys, so
-    a hash collision costs time, never a wrong fold.
-    """
-    hashes = indexed.select(pl.struct(*_CALL_KEYS).hash()).to_series()
-    ordered = hashes.sort()
-    repeated = ordered.filter(ordered == ordered.shift(1))
-    if repeated.len() == 0:
-        return pl.Series("_row", [], dtype=pl.UInt32)
-    candidates = indexed.filter(hashes.is_in(repeated.unique().implode()))
-    return candidates.filter(pl.struct(*_CALL_KEYS).is_duplicated())["_row"]
 
 
 def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
-    """The entries the view works on: no unread columns; strings categorical but ``_TEXT_IN_VIEW``."""
+    """The entries the view works on: no unread columns; strings categorical but ``_TEXT_IN_VIEW``.
+
+    ``_row`` is each entry's row in the Arrow table, where the columns left out are read.
+    """
     names = [c for c in table.column_names if c not in _NOT_IN_VIEW]
-    frame = tables.df("fr_entries", names)
+    frame = tables.df("fr_entries", names).with_row_index("_row")
     as_text = [c for c in _TEXT_IN_VIEW if c in frame.columns]
     return frame.with_columns(pl.col(*as_text).cast(pl.String)) if as_text else frame
+
+
+def _calls(tables: Tables, entries: pl.DataFrame, groups: dict[str, Group]) -> pl.DataFrame:
+    """One row per (group, seq, rank) from ``fr_calls``, with each call's group-size relations.
+
+    Tables that carry no ``fr_calls`` (built by hand, or written before it existed) get it
+    folded here from the entries, the same way ingest folds it.
+    """
+    if "fr_calls" in tables.names():
+        frame = tables.df("fr_calls")
+    else:
+        with_lists = pl.from_arrow(tables["fr_entries"].select(list(ENTRY_COLUMNS)))
+        assert isinstance(with_lists, pl.DataFrame)
+        folded = conform("fr_calls", fold_calls(with_lists).to_arrow())
+        converted = pl.from_arrow(
+            attach_keys(folded, entries.select("source_file", "pg_name", "rank", "group_key"))
+        )
+        assert isinstance(converted, pl.DataFrame)
+        frame = converted
+    # group_key and ops stay categorical (4-byte codes: group-bys over millions of calls hash
+    # those, not strings); frames joined with other tables' text cast them first.
+    calls = frame
+    # An all_gather / reduce_scatter whose sizes imply another group size than its group's.
+    # With an exact member list the size is the group's; otherwise (membership inferred from
+    # the entries, or members that left no dump) the group may be larger than its known members
+    # and only a ratio below the known member count is wrong. Size and exactness go in one
+    # lookup (size x 2 + exact): a string lookup over millions of calls costs more.
+    size_code = {
+        key: len(g.members) * 2 + int(g.source != "inferred" and not g.missing_dumps)
+        for key, g in groups.items()
+    }
+    # Looked up by the keys' categorical codes (shared by every categorical column).
+    known = pl.Series(list(size_code), dtype=pl.String).cast(pl.Categorical).to_physical()
+    code = (
+        pl.col("group_key")
+        .to_physical()
+        .replace_strict(known, pl.Series(list(size_code.values()), dtype=pl.Int64), default=None)
+    )
+    size = code // 2
+    exact = (code % 2 == 1).fill_null(True)
+    ratio_bad = (
+        pl.when(exact)
+        .then((pl.col("numel_ratio_min") != size) | (pl.col("numel_ratio_max") != size))
+        .otherwise(pl.col("numel_ratio_min") < size)
+    )
+    return calls.with_columns(
+        (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
+    ).drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
 
 
 def _build(tables: Tables) -> FrView:
@@ -302,136 +209,14 @@ def _build(tables: Tables) -> FrView:
         for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
         if r is not None
     }
-    # Frames are not needed for the per-call folding (only call_stack_id / call_site): project
-    # them away first so filters and group-bys never move the nested stacks.
-    # Only the columns the per-call folding reads: filters and joins then never move the others
-    # (thread names, versions, hosts ... of millions of entries).
-    work_columns = [
-        c
-        for c in (
-            "group_key",
-            "collective_seq_id",
-            "rank",
-            "record_id",
-            "is_p2p",
-            "op",
-            "profiling_name",
-            "backend",
-            "state",
-            "retired",
-            "input_sizes",
-            "output_sizes",
-            "input_numel",
-            "output_numel",
-            "input_dtypes",
-            "output_dtypes",
-            "time_created_ns",
-            "time_started_ns",
-            "time_completed_ns",
-            "duration_ms",
-            "timeout_ms",
-            "call_stack_id",
-            "call_site",
-            "source_file",
-            "source_line",
-            "pg_name",
-            "pg_desc",
+    calls = _calls(tables, entries, groups)
+    per_rank = (
+        calls.group_by("group_key", "rank")
+        .agg(
+            pl.col("collective_seq_id").max().alias("enq_e"),
+            pl.col("collective_seq_id").filter(pl.col("done")).max().alias("comp_e"),
         )
-        if c in entries.columns
-    ]
-    # A group whose membership was inferred from the entries, or with members that left no dump,
-    # may be larger than its known member list: its size relations then use the size the
-    # entries themselves imply (output/input numel ratio), which must be a whole multiple and
-    # at least the known member count. Size and exactness go in one lookup (size x 2 + exact):
-    # a string lookup over millions of entries costs more than the arithmetic.
-    size_code = {
-        key: len(g.members) * 2 + int(g.source != "inferred" and not g.missing_dumps)
-        for key, g in groups.items()
-    }
-    kind = pl.col("_kind")
-    ignore_in = kind.is_in([_ALL_TO_ALL, _UNEVEN, _SCATTER])
-    ignore_out = kind.is_in([_ALL_TO_ALL, _UNEVEN, _GATHER])
-    # Signatures are hashed on every entry first, then the nested size and dtype lists are dropped
-    # before the filter and the folding, so they are never copied (detectors that report them
-    # read them from the entries: ``shape_details``).
-    coll = (
-        entries.select(work_columns)
-        .with_columns(
-            pl.col("op")
-            .fill_null("")
-            .replace_strict(_OP_KIND, default=_OTHER, return_dtype=pl.UInt8)
-            .alias("_kind"),
-            pl.col("group_key")
-            .replace_strict(size_code, default=None, return_dtype=pl.Int64)
-            .alias("_size_code"),
-            pl.col("input_sizes").hash().alias("_in_raw"),
-            pl.col("output_sizes").hash().alias("_out_raw"),
-        )
-        .with_columns(
-            (pl.col("_size_code") // 2).alias("_size"),
-            (pl.col("_size_code") % 2 == 1).alias("_exact"),
-        )
-        .with_columns(
-            _done_expr().alias("done"),
-            pl.when(ignore_in)
-            .then(pl.lit(None, dtype=pl.UInt64))
-            .otherwise(pl.col("_in_raw"))
-            .alias("_in_h"),
-            pl.when(ignore_out)
-            .then(pl.lit(None, dtype=pl.UInt64))
-            .otherwise(pl.col("_out_raw"))
-            .alias("_out_h"),
-            # Empty tensors (non-root gather/scatter: [] or [""]) carry no dtype to compare.
-            pl.when((kind != _SCATTER) & _any_text("input_dtypes"))
-            .then(pl.col("input_dtypes").hash())
-            .otherwise(pl.lit(None, dtype=pl.UInt64))
-            .alias("_in_dt"),
-            pl.when((kind != _GATHER) & _any_text("output_dtypes"))
-            .then(pl.col("output_dtypes").hash())
-            .otherwise(pl.lit(None, dtype=pl.UInt64))
-            .alias("_out_dt"),
-            # Per-rank size relations (an op that disagrees with itself).
-            (
-                ((kind == _ALL_REDUCE) & (pl.col("_in_raw") != pl.col("_out_raw")))
-                | (
-                    (kind == _ALL_GATHER)
-                    & _relation_bad("input_numel", "output_numel")
-                    & (pl.col("input_numel") > 0)
-                )
-                | (
-                    (kind == _REDUCE_SCATTER)
-                    & _relation_bad("output_numel", "input_numel")
-                    & (pl.col("output_numel") > 0)
-                )
-            )
-            .fill_null(False)
-            .alias("_syntax_bad"),
-        )
-    )
-    coll = (
-        coll.with_columns(pl.struct("op", "_in_h", "_out_h", "_in_dt", "_out_dt").hash().alias("_sig_e"))
-        .drop(*_SHAPE_COLUMNS, "_kind", "_size_code", "_in_raw", "_out_raw", "_size", "_exact", strict=False)
-        .filter(~pl.col("is_p2p").fill_null(False) & pl.col("group_key").is_not_null())
-    )
-    # A dump whose oldest record id is not 0 has wrapped its ring buffer (lost older entries).
-    wrapped_ranks = (
-        entries.select("rank", "record_id")
-        .group_by("rank")
-        .agg(pl.col("record_id").min())
-        .filter(pl.col("record_id") > 0)["rank"]
-    )
-    calls = _fold_calls(coll).with_columns(pl.col("rank").is_in(wrapped_ranks.implode()).alias("wrapped"))
-    # The oldest sequence number of a wrapped buffer may be cut in the middle of a coalesced
-    # group: it is kept for progress but not compared.
-    calls = calls.with_columns(
-        (
-            pl.col("wrapped").fill_null(False)
-            & (pl.col("collective_seq_id") == pl.col("collective_seq_id").min().over("group_key", "rank"))
-        ).alias("partial")
-    )
-    per_rank = calls.group_by("group_key", "rank").agg(
-        pl.col("collective_seq_id").max().alias("enq_e"),
-        pl.col("collective_seq_id").filter(pl.col("done")).max().alias("comp_e"),
+        .with_columns(pl.col("group_key").cast(pl.String))
     )
     if tables.has("fr_status"):
         status = (
@@ -467,7 +252,19 @@ def _build(tables: Tables) -> FrView:
         for stack_id, frames in tables.df("fr_stacks").select("stack_id", "frames").iter_rows():
             if stack_id is not None:
                 stacks[int(stack_id)] = frames or []
-    return FrView(entries, calls, progress, groups, dumped, hosts, ref_ts, has_timing, has_frames, stacks)
+    return FrView(
+        entries,
+        tables["fr_entries"],
+        calls,
+        progress,
+        groups,
+        dumped,
+        hosts,
+        ref_ts,
+        has_timing,
+        has_frames,
+        stacks,
+    )
 
 
 def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
@@ -476,11 +273,50 @@ def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
     The calls frame carries only their hashes; detectors that report the values themselves
     fetch them for the few calls they report.
     """
-    present = [c for c in _SHAPE_COLUMNS if c in view.entries.columns]
     keys = [*_CALL_KEYS, "record_id"]
+    calls = calls.with_columns(pl.col("group_key").cast(pl.String))
     wanted = calls.select(keys).unique()
-    shapes = view.entries.select(*keys, *present).join(wanted, on=keys, how="semi").unique(subset=keys)
+    found = view.entries.select(*keys, "_row").join(wanted, on=keys, how="semi").unique(subset=keys)
+    shapes = pl.concat(
+        [found.drop("_row"), entry_columns(view, found["_row"], _SHAPE_COLUMNS)], how="horizontal"
+    )
     return calls.join(shapes, on=keys, how="left", nulls_equal=True, maintain_order="left")
+
+
+def entry_columns(view: FrView, rows: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
+    """``columns`` of the entries at ``rows`` (their ``_row``), read from the Arrow table."""
+    taken = pl.from_arrow(_take(view.table.select(list(columns)), rows.to_list()))
+    assert isinstance(taken, pl.DataFrame)
+    return taken
+
+
+def full_rows(view: FrView, rows: Sequence[int]) -> list[dict[str, Any]]:
+    """The entries at ``rows`` (their ``_row``) with every column, frames included."""
+    return [with_frames(view, row) for row in _take(view.table, rows).to_pylist()]
+
+
+def _take(table: pa.Table, rows: Sequence[int]) -> pa.Table:
+    """``table``'s rows at ``rows``, in that order.
+
+    Taken chunk by chunk: a take over the whole chunked table would first join every chunk (and
+    unify their dictionaries), copying millions of entries to read a handful.
+    """
+    batches = table.to_batches()
+    starts = [0]
+    for batch in batches:
+        starts.append(starts[-1] + batch.num_rows)
+    by_batch: dict[int, list[int]] = {}
+    for position, row in enumerate(rows):
+        by_batch.setdefault(bisect.bisect_right(starts, row) - 1, []).append(position)
+    pieces: list[pa.RecordBatch] = []
+    placed: list[int] = []
+    for index, positions in by_batch.items():
+        local = pa.array([rows[p] - starts[index] for p in positions], type=pa.int64())
+        pieces.append(batches[index].take(local))
+        placed.extend(positions)
+    gathered = pa.Table.from_batches(pieces, schema=table.schema)
+    order = sorted(range(len(placed)), key=placed.__getitem__)
+    return gathered.take(pa.array(order, type=pa.int64()))
 
 
 def as_int(value: Any) -> int | None:
@@ -517,10 +353,10 @@ def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | N
             & (pl.col("collective_seq_id") == seq)
             & ~pl.col("is_p2p").fill_null(False)
         ).sort("rank", "record_id")
-        cached = {}
-        for row in rows.iter_rows(named=True):
-            if int(row["rank"]) not in cached:
-                cached[int(row["rank"])] = with_frames(view, row)
+        first_of: dict[int, int] = {}
+        for row_rank, row in rows.select("rank", "_row").iter_rows():
+            first_of.setdefault(int(row_rank), int(row))
+        cached = dict(zip(first_of, full_rows(view, list(first_of.values())), strict=True))
         view._rows_at[(key, seq)] = cached
     return cached.get(rank)
 
@@ -534,8 +370,8 @@ def with_frames(view: FrView, row: dict[str, Any]) -> dict[str, Any]:
 
 def last_entry(view: FrView, rank: int) -> dict[str, Any] | None:
     """The newest entry of ``rank`` (highest record id of its dump)."""
-    rows = view.entries.filter(pl.col("rank") == rank).sort("record_id")
-    return with_frames(view, rows.row(rows.height - 1, named=True)) if rows.height else None
+    rows = view.entries.filter(pl.col("rank") == rank).sort("record_id")["_row"]
+    return full_rows(view, [int(rows[-1])])[0] if rows.len() else None
 
 
 def describe_entry(row: dict[str, Any]) -> str:

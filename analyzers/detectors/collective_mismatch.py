@@ -8,18 +8,20 @@ from typing import Any
 import polars as pl
 
 from ..fr_analysis import (
-    ALL_TO_ALL_OPS,
     FrView,
     Group,
     as_int,
     describe_entry,
+    entry_columns,
     entry_row,
     evidence_for,
     fr_view,
     frames_text,
+    full_rows,
     majority,
     shape_details,
 )
+from ..ingest.fr_calls import ALL_TO_ALL_OPS
 from ..report import Affected, Culprit, Severity, Verdict, ranks_text
 from ..tables import Tables
 from .base import Detector
@@ -123,7 +125,12 @@ def _shape_findings(view: FrView) -> list[Finding]:
             pl.col("op0").is_in(a2a_ops)
             & (pl.col("n_ops") == 1)
             & (pl.col("in_total") != pl.col("out_total"))
-            & (pl.col("n") == pl.col("group_key").replace_strict(sizes, default=-1, return_dtype=pl.Int64))
+            & (
+                pl.col("n")
+                == pl.col("group_key")
+                .cast(pl.String)
+                .replace_strict(sizes, default=-1, return_dtype=pl.Int64)
+            )
         )
     ).sort("group_key", "collective_seq_id")
     if flagged.height == 0:
@@ -263,7 +270,7 @@ def _p2p_findings(view: FrView) -> list[Finding]:
     pair (by record id), sends are joined to receives on (group, src, dst, ordinal), and the
     first disagreeing pair of each (group, src, dst) becomes a finding.
     """
-    p2p = view.entries.with_row_index("_row").filter(
+    p2p = view.entries.filter(
         pl.col("is_p2p").fill_null(False)
         & pl.col("op").is_in(["send", "recv"])
         & pl.col("group_key").is_not_null()
@@ -282,7 +289,13 @@ def _p2p_findings(view: FrView) -> list[Finding]:
     send = pl.col("op") == "send"
     dtypes = pl.col("input_dtypes")
     pairs = (
-        p2p.select("_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel", "input_dtypes")
+        pl.concat(
+            [
+                p2p.select("_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel"),
+                entry_columns(view, p2p["_row"], ["input_dtypes"]),
+            ],
+            how="horizontal",
+        )
         .join(local, on=["group_key", "rank"], how="inner")
         .with_columns(
             pl.when(send).then(pl.col("_me")).otherwise(pl.col("p2p_peer").cast(pl.Int64)).alias("_src"),
@@ -316,8 +329,7 @@ def _p2p_findings(view: FrView) -> list[Finding]:
         if group is None:
             continue
         members = sorted(group.members)
-        s_row = view.entries.row(int(s_index), named=True)
-        r_row = view.entries.row(int(r_index), named=True)
+        s_row, r_row = full_rows(view, [int(s_index), int(r_index)])
         seq = int(s_row["p2p_seq_id"] or 0)
         facts = {
             "send": describe_entry(s_row),

@@ -83,6 +83,15 @@ class SourceParser:
         """Read one file. Must never raise on bad content: report problems and rejections instead."""
         raise NotImplementedError
 
+    def derive(self, name: str, table: pa.Table) -> dict[str, pa.Table]:
+        """Tables computed from ``table``: the joined rows of table ``name`` of whole, consecutive files.
+
+        Runs where files' tables are joined (in the ingest workers when parsing in parallel), so
+        per-file work on millions of rows is done next to the parse instead of in one process
+        after it. The results are concatenated in file order like parsed tables.
+        """
+        return {}
+
     def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
         """Cross-file step run once after all files of this source are parsed."""
         return FinalizeOutput(tables)

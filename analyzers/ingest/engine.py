@@ -60,10 +60,11 @@ class FileResult:
     size: int
     seconds: float
     failure: str | None = None
-    # Tables in transit from a worker process, by name: slices of spool streams, or IPC bytes.
+    # Tables in transit from a worker process, by name: slices of spool streams, or IPC bytes
+    # (tables themselves when parsed in this process).
     # A worker joins consecutive files' tables, so one file's result can carry the rows of the
     # files before it (and the others none): concatenated in result order, the order is kept.
-    packed: dict[str, list[SpoolSlice | bytes]] = field(default_factory=dict)
+    packed: dict[str, list[SpoolSlice | bytes | pa.Table]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,16 +175,21 @@ class _BatchSpool:
     """Worker side: the tables of a run of consecutive files, joined, as Arrow IPC stream files.
 
     A file's tables are held until ``SPOOL_BATCH_ROWS`` rows of a name are held; those are then
-    joined into one record batch (dictionaries unified) and appended to that name's stream, as
-    the packed table of the file that completed it. The parent maps each stream once, with no
+    joined into one record batch (dictionaries unified), the parser derives its tables from it
+    (``SourceParser.derive``), and all are appended to their names' streams, as the packed tables
+    of the file that completed it. The parent maps each stream once, with no
     copy through the pipe (which costs the parent more system time than the parse saves, for
     gigabytes of tables), and gets a few large chunks per table instead of one per file. Empty
     tables, no spool folder, or a write that fails (full disk) send the table as IPC bytes
     through the pipe instead.
     """
 
-    def __init__(self, folder: str | None, batch_rows: int = SPOOL_BATCH_ROWS) -> None:
+    def __init__(
+        self, folder: str | None, batch_rows: int = SPOOL_BATCH_ROWS, in_process: bool = False
+    ) -> None:
         self.folder = folder
+        # Serial ingest: joined tables stay as they are, in this process.
+        self.in_process = in_process
         self.batch_rows = batch_rows
         self.held: dict[str, list[pa.Table]] = {}
         self.held_rows: dict[str, int] = {}
@@ -199,25 +205,33 @@ class _BatchSpool:
         for name, table in result.output.tables.items():
             self.source_of[name] = result.source
             if table.num_rows == 0:
-                result.packed.setdefault(name, []).append(_ipc_bytes(table))
+                result.packed.setdefault(name, []).append(table if self.in_process else _ipc_bytes(table))
                 continue
             self.held.setdefault(name, []).append(table)
             self.held_rows[name] = self.held_rows.get(name, 0) + table.num_rows
             if self.held_rows[name] >= self.batch_rows:
-                result.packed.setdefault(name, []).append(self._write(name))
+                self._pack(result, name)
         result.output.tables = {}
 
     def flush(self) -> None:
         """Pack every table still held into the run's last file of the parser that made it."""
         for name in [n for n, tables in self.held.items() if tables]:
-            last = self.last_of_source[self.source_of[name]]
-            last.packed.setdefault(name, []).append(self._write(name))
+            self._pack(self.last_of_source[self.source_of[name]], name)
 
-    def _write(self, name: str) -> SpoolSlice | bytes:
+    def _pack(self, result: FileResult, name: str) -> None:
+        """Join the held tables of ``name``, derive the parser's tables from them, pack all."""
         held = self.held.pop(name)
         self.held_rows[name] = 0
         # One table is written as it is (a large parser output is not copied again).
-        table = held[0] if len(held) == 1 else pa.concat_tables(held).combine_chunks()
+        table = held[0] if len(held) == 1 else _joined(held)
+        derived = parser_for(self.source_of[name]).derive(name, table)
+        for packed_name, packed in {name: table, **derived}.items():
+            if packed.num_rows:
+                result.packed.setdefault(packed_name, []).append(self._write(packed_name, packed))
+
+    def _write(self, name: str, table: pa.Table) -> SpoolSlice | bytes | pa.Table:
+        if self.in_process:
+            return table
         if self.folder is None or name in self.broken:
             return _ipc_bytes(table)
         batches = table.to_batches()
@@ -246,6 +260,15 @@ class _BatchSpool:
         self.streams = {}
 
 
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    """``tables`` as one chunk; as they are where their dictionaries cannot be unified."""
+    together = pa.concat_tables(tables)
+    try:
+        return together.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return together
+
+
 def _ipc_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -262,6 +285,9 @@ def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
             for name, parts in result.packed.items():
                 read: list[pa.Table] = []
                 for data in parts:
+                    if isinstance(data, pa.Table):
+                        read.append(data)
+                        continue
                     if isinstance(data, bytes):
                         read.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
                         continue
@@ -326,11 +352,15 @@ def parse_files(
     )
     results: list[FileResult] = []
     if not parallel:
+        joiner = _BatchSpool(None, in_process=True)
         for index, job in enumerate(files):
-            results.append(parse_one(job, manifest, max_file_bytes))
+            result = parse_one(job, manifest, max_file_bytes)
+            joiner.add(result)
+            results.append(result)
             if progress:
                 progress(index + 1, len(files), job.rel)
-        return results
+        joiner.flush()
+        return _unpack_batch(results)
     batches = _consecutive_runs(files, workers * 4)
     context = worker_context()
     done = 0

@@ -32,6 +32,7 @@ from ..tables import conform
 from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
+from .fr_calls import attach_keys, calls_table
 from .manifest import Manifest
 
 KNOWN_VERSION = (2, 10)
@@ -312,7 +313,7 @@ class FlightRecorderParser(SourceParser):
     """Reads one rank's flight-recorder dump (pickle or JSON) into fr_entries/fr_groups/fr_status."""
 
     source = "flight_recorder"
-    tables = ("fr_entries", "fr_groups", "fr_status", "fr_stacks")
+    tables = ("fr_entries", "fr_groups", "fr_status", "fr_stacks", "fr_calls")
     telemetry = SourceWire(
         component_id="flight_recorder",
         scope=__name__,
@@ -494,6 +495,10 @@ class FlightRecorderParser(SourceParser):
                 Problem(ctx.rel, None, f"info: rank {rank} taken from the manifest (file name names none)")
             )
         return out
+
+    def derive(self, name: str, table: pa.Table) -> dict[str, pa.Table]:
+        """``fr_calls`` from the entries (a call never spans dumps: folded next to the parse)."""
+        return {"fr_calls": calls_table(table)} if name == "fr_entries" else {}
 
     def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
         """Settle ranks, drop duplicate claims (reported), decide group membership, fill group keys."""
@@ -1312,6 +1317,14 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         names = pl.DataFrame(
             schema={"rank": pl.Int32, "pg_id": pl.Int64, "pg_name": pl.String, "group_key": pl.String}
         )
+    calls = tables["fr_calls"]
+    if calls.num_rows:
+        if dropped:
+            calls = calls.filter(
+                pc.invert(pc.is_in(calls.column("source_file"), value_set=pa.array(sorted(dropped))))
+            )
+        # Calls come from the entries: every call's (file, group name) is among the entries'.
+        calls = attach_keys(calls, entries.select("source_file", "pg_name", "rank", "group_key"))
     if status.height:
         status = (
             status.drop("pg_name", "group_key")
@@ -1337,6 +1350,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         "fr_stacks": stacks_out,
         "fr_status": status.to_arrow(),
         "fr_groups": conform("fr_groups", group_rows),
+        "fr_calls": calls,
     }
     return FinalizeOutput(out_tables, problems)
 

@@ -155,6 +155,63 @@ FR_ENTRIES = _schema(
 # call site): its string columns are dictionary-encoded too.
 FR_ENTRIES = _dictionary_strings(FR_ENTRIES)
 
+FR_CALLS = _dictionary_strings(
+    _schema(
+        "fr_calls",
+        SOURCE_FILE,
+        col("source_line", pa.int64(), "Position in source_file of the call's first entry"),
+        RANK,
+        col("pg_name", pa.string(), "Global process-group name"),
+        col("pg_desc", pa.string(), "Process-group description"),
+        col(
+            "group_key", pa.string(), "Group identity (as in fr_entries); set across files, null when unknown"
+        ),
+        col("collective_seq_id", pa.int64(), "Per-group collective launch counter"),
+        col("ops", pa.string(), "The call's ops in record order, joined with '+' (coalesced members)"),
+        col("profiling_name", pa.string(), "profiling_name of the first entry"),
+        col("backend", pa.string(), "Backend of the first entry"),
+        col("record_id", pa.int64(), "record_id of the first entry"),
+        col(
+            "sig", pa.uint64(), "Hash of ops, compared sizes and dtypes: equal on every rank of a sound call"
+        ),
+        col("op_sig", pa.uint64(), "Hash of the ops alone"),
+        col("in_sig", pa.uint64(), "Hash of the compared input sizes (null where the op lets them differ)"),
+        col("out_sig", pa.uint64(), "Hash of the compared output sizes (null where the op lets them differ)"),
+        col("dtype_sig", pa.uint64(), "Hash of the non-empty input and output dtypes"),
+        col(
+            "shape_bad",
+            pa.bool_(),
+            "An entry's sizes contradict its op whatever the group size (all_reduce in != out, "
+            "all_gather/reduce_scatter numel not a whole multiple)",
+        ),
+        col(
+            "numel_ratio_min",
+            pa.int64(),
+            "Smallest whole/part numel ratio of the call's all_gather (out/in) or reduce_scatter "
+            "(in/out) entries: the group size the sizes imply",
+        ),
+        col("numel_ratio_max", pa.int64(), "Largest such ratio"),
+        col("done", pa.bool_(), "Some entry completed (gloo: retired)"),
+        col("retired_not_completed", pa.bool_(), "Some entry was retired without completing"),
+        col("state", pa.string(), "State of the last entry"),
+        col("created_ns", pa.int64(), "Earliest enqueue time, UTC ns"),
+        col("started_ns", pa.int64(), "Earliest start time, UTC ns"),
+        col("completed_ns", pa.int64(), "Latest completion time, UTC ns"),
+        col("duration_ms", pa.float64(), "Longest measured duration, ms"),
+        col("timeout_ms", pa.int64(), "Largest timeout, ms"),
+        col("input_numel", pa.int64(), "Input elements over the call's entries"),
+        col("output_numel", pa.int64(), "Output elements over the call's entries"),
+        col("call_stack_id", pa.int64(), "First caller-stack hash among the entries"),
+        col("call_site", pa.string(), "First call site among the entries"),
+        col("wrapped", pa.bool_(), "The dump's ring buffer wrapped (its oldest record id is not 0)"),
+        col(
+            "partial",
+            pa.bool_(),
+            "The oldest call of its group in a wrapped dump: possibly cut, used for progress only",
+        ),
+    )
+)
+
 FR_STACKS = _schema(
     "fr_stacks",
     col("stack_id", pa.int64(), "Hash of the whole stack's frames (fr_entries.stack_id refers to it)"),
@@ -374,6 +431,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "fr_groups": FR_GROUPS,
     "fr_status": FR_STATUS,
     "fr_stacks": FR_STACKS,
+    "fr_calls": FR_CALLS,
     "stacks": STACKS,
     "gpu_metrics": GPU_METRICS,
     "gpu_labels": GPU_LABELS,

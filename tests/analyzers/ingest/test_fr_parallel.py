@@ -122,9 +122,7 @@ def test_held_tables_go_with_the_last_file_of_the_parser_that_made_them(tmp_path
             f"f{i}",
             source,
             ParseOutput(
-                tables={
-                    "fr_entries" if source == "flight_recorder" else "kernel_events": pa.table({"i": [i]})
-                }
+                tables={"fr_status" if source == "flight_recorder" else "kernel_events": pa.table({"i": [i]})}
             ),
             0,
             0.0,
@@ -132,9 +130,9 @@ def test_held_tables_go_with_the_last_file_of_the_parser_that_made_them(tmp_path
         for i, source in enumerate(kinds)
     ]
     _pack(_BatchSpool(str(tmp_path)), results)
-    assert [sorted(r.packed) for r in results] == [[], [], ["fr_entries"], [], ["kernel_events"]]
+    assert [sorted(r.packed) for r in results] == [[], [], ["fr_status"], [], ["kernel_events"]]
     unpacked = _unpack_batch(results)
-    assert unpacked[2].output.tables["fr_entries"]["i"].to_pylist() == [0, 2]
+    assert unpacked[2].output.tables["fr_status"]["i"].to_pylist() == [0, 2]
     assert unpacked[4].output.tables["kernel_events"]["i"].to_pylist() == [1, 3, 4]
 
 

@@ -1,0 +1,104 @@
+"""fr_calls: folded at ingest (per batch of dumps), the same as folding the finished entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from tests.helpers.incident import ingest_serial
+from tracecore.analyzers.fr_analysis import _take, fr_view
+from tracecore.analyzers.ingest.engine import ingest
+from tracecore.analyzers.tables import Tables
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "incidents"
+
+# Coalesced groups, wrapped ring buffers, p2p, mismatched sizes and dtypes, subgroups, a dump
+# whose rank comes from elsewhere than its name: every way a call's fold or keys can differ.
+CASES = [
+    "fr-coalesced-ws4-pickle",
+    "fr-coalesced-ws4-json",
+    "fr-ring-wrap-ws4-r0-pickle",
+    "fr-ring-wrap-pickle-pgfixed",
+    "fr-p2p-pickle",
+    "fr-size-mismatch-ws5-r3-pickle",
+    "fr-dtype-mismatch-ws4-r1-json",
+    "fr-subgroup-hang-ws8-pickle",
+    "fr-heldout-subgroup-dp-ws8-r3-r2nodump-pickle",
+    "fr-synthetic-slow-rank-nccl",
+]
+
+
+def _calls(tables: Tables) -> pl.DataFrame:
+    view = fr_view(tables)
+    assert view is not None
+    keys = ["group_key", "collective_seq_id", "rank"]
+    calls = view.calls.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    return calls.select(sorted(calls.columns)).sort(keys)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_calls_folded_at_ingest_equal_calls_folded_from_the_entries(name: str) -> None:
+    tables = ingest_serial(FIXTURES / name).tables
+    assert tables.has("fr_calls")
+    without = Tables({n: tables[n] for n in tables.names() if n != "fr_calls"})
+    from_ingest = _calls(tables)
+    from_entries = _calls(without)
+    assert from_ingest.height > 0
+    assert from_ingest.equals(from_entries, null_equal=True)
+
+
+def test_parallel_ingest_folds_the_same_calls_in_batches(tmp_path: Path) -> None:
+    # Batches of a few rows split the incident into many folds, each over several dumps.
+    from tracecore.analyzers.ingest import engine
+
+    root = FIXTURES / "fr-coalesced-ws4-pickle"
+    serial = ingest_serial(root).tables["fr_calls"]
+    original = engine.SPOOL_BATCH_ROWS
+    try:
+        engine.SPOOL_BATCH_ROWS = 3
+        parallel = ingest(root, jobs=2).tables["fr_calls"]
+    finally:
+        engine.SPOOL_BATCH_ROWS = original
+    assert serial.num_rows > 0
+    assert parallel.equals(serial) or parallel.to_pylist() == serial.to_pylist()
+
+
+def test_calls_of_a_dump_claimed_twice_are_kept_once(tmp_path: Path) -> None:
+    root = FIXTURES / "fr-coalesced-ws4-pickle"
+    copy = tmp_path / "incident"
+    copy.mkdir()
+    dumps = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "expected.json")
+    for path in dumps:
+        target = copy / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    # A second dump of rank 0 in another folder, one byte longer (so not a duplicate input), and
+    # a third under a name that names no rank (its calls cannot be aligned: left out).
+    first = copy / "comm_lib_trace_rank_0"
+    (copy / "again").mkdir()
+    (copy / "again" / first.name).write_bytes(first.read_bytes() + b"\n")
+    (copy / "comm_lib_trace_rank_0.copy").write_bytes(first.read_bytes() + b"\n\n")
+    result = ingest_serial(copy)
+    assert any("two dumps claim rank 0" in p.problem for p in result.summary.problems)
+    tables = result.tables
+    calls = tables.df("fr_calls")
+    counts = calls.group_by("group_key", "collective_seq_id", "rank").len()
+    assert counts["len"].max() == 1
+    files = set(calls["source_file"].cast(pl.String))
+    assert len(files) == 4 and not any(f.endswith(".copy") for f in files)
+    assert _calls(tables).equals(_calls(Tables({n: tables[n] for n in tables.names() if n != "fr_calls"})))
+
+
+def test_rows_are_taken_in_the_asked_order_across_chunks() -> None:
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch({"i": list(range(start, start + 4))}, schema=pa.schema([("i", pa.int64())]))
+            for start in (0, 4, 8)
+        ]
+    )
+    rows = [9, 0, 5, 11, 4, 0]
+    assert _take(table, rows).column("i").to_pylist() == rows
+    assert _take(table, []).num_rows == 0
