@@ -318,7 +318,7 @@ DETECTOR = Detector(
     id="collective-hang",
     summary="Ranks wait in a collective that other members of the group never issued (culprits: who never arrived)",
     sources=("flight_recorder",),
-    tables=("fr_entries", "fr_groups", "fr_status", "identity"),
+    tables=("fr_entries", "fr_calls", "fr_groups", "fr_status", "identity"),
     detect=detect,
     scope=__name__,
 )

@@ -435,7 +435,7 @@ DETECTOR = Detector(
     id="collective-mismatch",
     summary="Members of a group disagree at the same collective (op, sizes, dtype, call site); majority decides the culprit",
     sources=("flight_recorder",),
-    tables=("fr_entries", "fr_groups", "fr_status", "identity"),
+    tables=("fr_entries", "fr_calls", "fr_groups", "fr_status", "identity"),
     detect=detect,
     scope=__name__,
 )

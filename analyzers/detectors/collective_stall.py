@@ -137,7 +137,7 @@ DETECTOR = Detector(
     id="collective-stall",
     summary="Every member entered the same collective with matching arguments and none completed it (transport stall)",
     sources=("flight_recorder",),
-    tables=("fr_entries", "fr_groups", "fr_status", "identity"),
+    tables=("fr_entries", "fr_calls", "fr_groups", "fr_status", "identity"),
     detect=detect,
     scope=__name__,
 )

@@ -114,7 +114,7 @@ DETECTOR = Detector(
     id="collective-timeout",
     summary="Collectives retired without completing, or in flight longer than their timeout at dump time",
     sources=("flight_recorder",),
-    tables=("fr_entries", "fr_groups", "fr_status", "identity"),
+    tables=("fr_entries", "fr_calls", "fr_groups", "fr_status", "identity"),
     detect=detect,
     scope=__name__,
 )

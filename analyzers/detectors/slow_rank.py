@@ -142,7 +142,7 @@ DETECTOR = Detector(
     id="slow-rank",
     summary="A rank arrives last at most collectives of a group (needs FR timing fields)",
     sources=("flight_recorder",),
-    tables=("fr_entries", "fr_groups", "fr_status", "identity"),
+    tables=("fr_entries", "fr_calls", "fr_groups", "fr_status", "identity"),
     detect=detect,
     scope=__name__,
 )
