@@ -98,46 +98,37 @@ def fr_view(tables: Tables) -> FrView | None:
     return view
 
 
-# Columns no flight-recorder detector reads: left out of the view so millions of entries do not
-# carry them through Polars (config-drift reads comm_lib_version from the table itself).
-# The nested size and dtype lists are read only for the few entries a verdict reports: those rows
-# are taken from the Arrow table (``full_rows``, ``entry_columns``), by ``_row``.
-_NOT_IN_VIEW = frozenset(
-    (
-        "thread_name",
-        "thread_id",
-        "dump_format",
-        "dump_version",
-        "comm_lib_version",
-        "ts_ns",
-        "pg_id",
-        "op_id",
-        "input_sizes",
-        "output_sizes",
-        "input_dtypes",
-        "output_dtypes",
-    )
+# The only entry columns the view and the detectors read over every entry (per-call facts come
+# from fr_calls). The rest, nested size and dtype lists included, are read only for the few
+# entries a verdict reports: those rows are taken from the Arrow table by ``_row``
+# (``full_rows``, ``entry_columns``). Strings stay categorical (4-byte codes); cast them before
+# joining them with another table's text.
+_VIEW_COLUMNS = (
+    "rank",
+    "host",
+    "group_key",
+    "collective_seq_id",
+    "record_id",
+    "is_p2p",
+    "op",
+    "p2p_peer",
+    "input_numel",
+    "time_created_ns",
+    "time_started_ns",
+    "time_completed_ns",
+    "duration_ms",
+    "stack_id",
 )
-
-# fr_entries' strings are dictionary-encoded (Categorical in Polars, 4 bytes per entry); the view
-# keeps them so, except the ones it joins with other tables' text or folds as text.
-_TEXT_IN_VIEW = ("group_key", "op")
 _CALL_KEYS = ("group_key", "collective_seq_id", "rank")
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
 
 
-def _view_frame(table: pa.Table, tables: Tables) -> pl.DataFrame:
-    """The entries the view works on: no unread columns; strings categorical but ``_TEXT_IN_VIEW``.
-
-    ``_row`` is each entry's row in the Arrow table, where the columns left out are read.
-    """
-    names = [c for c in table.column_names if c not in _NOT_IN_VIEW]
-    frame = tables.df("fr_entries", names).with_row_index("_row")
-    as_text = [c for c in _TEXT_IN_VIEW if c in frame.columns]
-    return frame.with_columns(pl.col(*as_text).cast(pl.String)) if as_text else frame
+def _view_frame(tables: Tables) -> pl.DataFrame:
+    """The entries' ``_VIEW_COLUMNS``, with ``_row``: each entry's row in the Arrow table."""
+    return tables.df("fr_entries", _VIEW_COLUMNS).with_row_index("_row")
 
 
-def _calls(tables: Tables, entries: pl.DataFrame, groups: dict[str, Group]) -> pl.DataFrame:
+def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
     """One row per (group, seq, rank) from ``fr_calls``, with each call's group-size relations.
 
     Tables that carry no ``fr_calls`` (built by hand, or written before it existed) get it
@@ -149,9 +140,8 @@ def _calls(tables: Tables, entries: pl.DataFrame, groups: dict[str, Group]) -> p
         with_lists = pl.from_arrow(tables["fr_entries"].select(list(ENTRY_COLUMNS)))
         assert isinstance(with_lists, pl.DataFrame)
         folded = conform("fr_calls", fold_calls(with_lists).to_arrow())
-        converted = pl.from_arrow(
-            attach_keys(folded, entries.select("source_file", "pg_name", "rank", "group_key"))
-        )
+        keys = tables.df("fr_entries", ["source_file", "pg_name", "rank", "group_key"])
+        converted = pl.from_arrow(attach_keys(folded, keys.filter(pl.col("rank").is_not_null())))
         assert isinstance(converted, pl.DataFrame)
         frame = converted
     # group_key and ops stay categorical (4-byte codes: group-bys over millions of calls hash
@@ -186,7 +176,7 @@ def _calls(tables: Tables, entries: pl.DataFrame, groups: dict[str, Group]) -> p
 
 
 def _build(tables: Tables) -> FrView:
-    raw = _view_frame(tables["fr_entries"], tables)
+    raw = _view_frame(tables)
     groups: dict[str, Group] = {}
     if tables.has("fr_groups"):
         for key, name, desc, ranks, source, dumped in (
@@ -209,7 +199,7 @@ def _build(tables: Tables) -> FrView:
         for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
         if r is not None
     }
-    calls = _calls(tables, entries, groups)
+    calls = _calls(tables, groups)
     per_rank = (
         calls.group_by("group_key", "rank")
         .agg(
@@ -274,7 +264,7 @@ def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
     fetch them for the few calls they report.
     """
     keys = [*_CALL_KEYS, "record_id"]
-    calls = calls.with_columns(pl.col("group_key").cast(pl.String))
+    calls = calls.with_columns(pl.col("group_key").cast(pl.Categorical))
     wanted = calls.select(keys).unique()
     found = view.entries.select(*keys, "_row").join(wanted, on=keys, how="semi").unique(subset=keys)
     shapes = pl.concat(

@@ -291,7 +291,9 @@ def _p2p_findings(view: FrView) -> list[Finding]:
     pairs = (
         pl.concat(
             [
-                p2p.select("_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel"),
+                p2p.select(
+                    "_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel"
+                ).with_columns(pl.col("group_key", "op").cast(pl.String)),
                 entry_columns(view, p2p["_row"], ["input_dtypes"]),
             ],
             how="horizontal",
