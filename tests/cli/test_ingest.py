@@ -68,3 +68,20 @@ def test_a_table_directory_with_plain_string_columns_still_loads(tmp_path: Path)
     cached = json.loads(run_cli(["analyze", str(out), "-f", "json", "--fail-on", "never"]).stdout)
     assert cached["verdicts"] == direct["verdicts"]
     assert cached["root_cause"] == direct["root_cause"]
+
+
+def test_a_table_directory_without_fr_calls_folds_them_from_the_entries(tmp_path: Path) -> None:
+    # Table directories written before fr_calls existed lack its file: the calls are folded
+    # from the entries when analysed, with the same verdicts.
+    out = tmp_path / "tables"
+    incident = INCIDENTS / "fr-size-mismatch-ws5-r3-pickle"
+    assert run_cli(["ingest", str(incident), "--out", str(out), "--jobs", "1"]).exit_code == 0
+    assert pq.read_table(out / "fr_calls.parquet").num_rows > 0
+    (out / "fr_calls.parquet").unlink()
+    direct = json.loads(
+        run_cli(["analyze", str(incident), "-f", "json", "--fail-on", "never", "--jobs", "1"]).stdout
+    )
+    cached = json.loads(run_cli(["analyze", str(out), "-f", "json", "--fail-on", "never"]).stdout)
+    assert direct["verdicts"]
+    assert cached["verdicts"] == direct["verdicts"]
+    assert cached["root_cause"] == direct["root_cause"]
