@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from .errors import IncidentInputError
 from .ingest.engine import IngestResult
 from .ingest.manifest import Manifest, parse_manifest
+from .ingest.registry import PARSERS
 from .report import IngestSummary, Problem, SkippedFile, SourceLedger
 from .tables import Tables, conform
 from .tables.schemas import SCHEMAS
@@ -31,10 +32,17 @@ def is_table_dir(path: Path) -> bool:
 def write_table_dir(
     result: IngestResult, out: Path, manifest_document: dict[str, Any] | None = None
 ) -> list[Path]:
-    """Write every table (empty ones too, so the column set is always complete) and the index."""
+    """Write every table (empty ones too, so the column set is always complete) and the index.
+
+    A table the ingest left out (a derived table it could not complete) is not written, so the
+    analysis of the directory derives it again instead of reading an empty one.
+    """
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    left_out = {name for parser in PARSERS for name in parser.derived_tables} - set(result.tables.names())
     for name in SCHEMAS:
+        if name in left_out:
+            continue
         target = out / f"{name}.parquet"
         pq.write_table(result.tables[name], target, compression="zstd")
         written.append(target)

@@ -71,6 +71,8 @@ class SourceParser:
     source: ClassVar[str] = ""
     tables: ClassVar[tuple[str, ...]] = ()
     telemetry: ClassVar[SourceWire]
+    # Tables ``derive`` makes (listed so a failed derivation can be accounted for).
+    derived_tables: ClassVar[tuple[str, ...]] = ()
     # True where two byte-identical files are two observations (snapshots taken at different
     # times), so the duplicate-input check must keep both.
     repeats_are_observations: ClassVar[bool] = False

@@ -65,6 +65,8 @@ class FileResult:
     # A worker joins consecutive files' tables, so one file's result can carry the rows of the
     # files before it (and the others none): concatenated in result order, the order is kept.
     packed: dict[str, list[SpoolSlice | bytes | pa.Table]] = field(default_factory=dict)
+    # Derived tables that could not be made for the rows this result carries.
+    underived: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,20 @@ class _BatchSpool:
         self.held_rows[name] = 0
         # One table is written as it is (a large parser output is not copied again).
         table = held[0] if len(held) == 1 else _joined(held)
-        derived = parser_for(self.source_of[name]).derive(name, table)
+        parser = parser_for(self.source_of[name])
+        try:
+            derived = parser.derive(name, table)
+        except Exception as exc:  # a bug must not lose the parsed tables; readers derive again
+            derived = {}
+            result.underived.extend(parser.derived_tables)
+            result.output.problems.append(
+                Problem(
+                    result.rel,
+                    None,
+                    f"internal error deriving {', '.join(parser.derived_tables) or 'tables'} from {name} "
+                    f"({type(exc).__name__}: {_oneline(exc)}); left to the analysis",
+                )
+            )
         for packed_name, packed in {name: table, **derived}.items():
             if packed.num_rows:
                 result.packed.setdefault(packed_name, []).append(self._write(packed_name, packed))
@@ -485,6 +500,11 @@ def ingest(
             source_tables = {name: conform(name, table) for name, table in finalized.tables.items()}
         for name, table in source_tables.items():
             tables[name] = concat(name, [tables[name], table]) if name in tables else table
+    # A derived table missing some files' rows would read as if those files had none: it is
+    # left out whole, and its readers build it from the tables it derives from.
+    for result in results:
+        for name in result.underived:
+            tables.pop(name, None)
     return IngestResult(root, Tables(tables), summary, manifest, discovery.files)
 
 

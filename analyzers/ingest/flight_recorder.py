@@ -314,6 +314,7 @@ class FlightRecorderParser(SourceParser):
 
     source = "flight_recorder"
     tables = ("fr_entries", "fr_groups", "fr_status", "fr_stacks", "fr_calls")
+    derived_tables = ("fr_calls",)
     telemetry = SourceWire(
         component_id="flight_recorder",
         scope=__name__,

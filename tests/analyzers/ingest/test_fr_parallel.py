@@ -23,8 +23,10 @@ from tracecore.analyzers.ingest.engine import (
     ingest,
 )
 from tracecore.analyzers.synth import SynthSpec, write_incident
+from tracecore.analyzers.tables import Tables
+from tracecore.analyzers.tablestore import load_table_dir, write_table_dir
 
-FR_TABLES = ("fr_entries", "fr_groups", "fr_status", "fr_stacks")
+FR_TABLES = ("fr_entries", "fr_groups", "fr_status", "fr_stacks", "fr_calls")
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +209,32 @@ def test_the_fork_server_starts_early_only_when_ingest_may_run_in_parallel(incid
         [sys.executable, "-c", script, str(incident)], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.split() == ["True", "True", str(64 * 200)]
+
+
+def test_a_failed_derivation_keeps_the_parsed_rows_and_says_so(tmp_path: Path) -> None:
+    # These entries lack the columns the call fold reads: deriving fr_calls fails. The parsed
+    # rows must still arrive, the failure be reported, and fr_calls be marked as not derived
+    # (the ingest then leaves it out, so the analysis folds the calls itself).
+    results = [
+        FileResult(
+            f"f{i}", "flight_recorder", ParseOutput(tables={"fr_entries": pa.table({"i": [i]})}), 0, 0.0
+        )
+        for i in range(3)
+    ]
+    _pack(_BatchSpool(str(tmp_path)), results)
+    assert results[-1].underived == ["fr_calls"]
+    assert "fr_calls" not in results[-1].packed
+    assert any("internal error deriving fr_calls" in p.problem for p in results[-1].output.problems)
+    assert [t["i"].to_pylist() for t in _tables(results)] == [[0, 1, 2]]
+
+
+def test_a_table_left_out_by_the_ingest_is_not_written_as_an_empty_one(
+    incident: Path, tmp_path: Path
+) -> None:
+    result = ingest(incident, jobs=1)
+    assert result.tables.has("fr_calls")
+    result.tables = Tables({n: result.tables[n] for n in result.tables.names() if n != "fr_calls"})
+    write_table_dir(result, tmp_path / "tables")
+    assert not (tmp_path / "tables" / "fr_calls.parquet").exists()
+    assert (tmp_path / "tables" / "fr_entries.parquet").exists()
+    assert "fr_calls" not in load_table_dir(tmp_path / "tables").tables.names()
