@@ -83,7 +83,13 @@ typedef struct {
     Py_ssize_t nmarks, marks_cap;
     Node **memo;
     Py_ssize_t memo_cap, memo_len;
+    /* JSON: short plain strings seen before (keys, states, names), shared like the pickle memo
+     * shares them: one node each, and an entry key's slot is looked up once per dump. */
+    Node *interned[1024];
 } Machine;
+
+#define INTERN_SLOTS 1024
+#define INTERN_MAX 64
 
 static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
 static Node TRUE_NODE = {K_BOOL, 0, 0, 0, {.i = 1}, NULL};
@@ -1077,9 +1083,12 @@ static int hex4(const unsigned char *p, uint32_t *out) {
 static Node *json_string(Machine *m) {
     Py_ssize_t start = m->pos, end = m->pos;
     int escaped = 0;
-    while (end < m->len && m->data[end] != '"') {
+    unsigned char high = 0; /* any byte >= 0x80: only then can the UTF-8 be invalid */
+    while (end < m->len) {
         unsigned char c = m->data[end];
+        if (c == '"') break;
         if (c < 0x20) return NULL;
+        high |= c;
         if (c == '\\') {
             escaped = 1;
             end++;
@@ -1087,15 +1096,34 @@ static Node *json_string(Machine *m) {
         end++;
     }
     if (end >= m->len) return NULL;
-    Node *n = new_node(m, K_STR);
-    if (n == NULL) return NULL;
     m->pos = end + 1;
     if (!escaped) {
-        if (utf8_check(m->data + start, end - start) != 1) return NULL;
-        n->u.s.p = (const char *)m->data + start;
-        n->u.s.n = end - start;
+        const unsigned char *text = m->data + start;
+        Py_ssize_t size = end - start;
+        Node **shared = NULL;
+        if (high & 0x80) {
+            if (utf8_check(text, size) != 1) return NULL;
+        } else if (size <= INTERN_MAX) {
+            /* Hashed by length and first and last 8 bytes: different strings that agree there
+             * only share a slot (compared in full below), never a node. */
+            uint64_t head = 0, tail = 0;
+            size_t part = size < 8 ? (size_t)size : 8;
+            memcpy(&head, text, part);
+            memcpy(&tail, text + size - (Py_ssize_t)part, part);
+            uint64_t h = head * 0x9E3779B97F4A7C15ULL ^ (tail + (uint64_t)size) * 0xC2B2AE3D27D4EB4FULL;
+            shared = &m->interned[(h ^ (h >> 31)) & (INTERN_SLOTS - 1)];
+            if (*shared != NULL && (*shared)->u.s.n == size && memcmp((*shared)->u.s.p, text, (size_t)size) == 0)
+                return *shared;
+        }
+        Node *n = new_node(m, K_STR);
+        if (n == NULL) return NULL;
+        n->u.s.p = (const char *)text;
+        n->u.s.n = size;
+        if (shared != NULL) *shared = n;
         return n;
     }
+    Node *n = new_node(m, K_STR);
+    if (n == NULL) return NULL;
     /* Unescaping never lengthens: \uXXXX (6 bytes) is at most 3 UTF-8 bytes, a pair (12) 4. */
     char *out = alloc_text(m, end - start);
     if (out == NULL) return NULL;
@@ -1198,6 +1226,42 @@ static Node *json_number(Machine *m) {
         }
         if (magnitude > (uint64_t)INT64_MAX + (uint64_t)negative) return NULL;
         return make_int(m, negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude);
+    }
+    /* Most floats (durations) have few digits: the mantissa and the power of ten are then both
+     * exact doubles and one IEEE multiplication or division rounds correctly (Clinger's fast
+     * path), as strtod would. Longer or larger ones go through strtod. */
+    static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    uint64_t mantissa = 0;
+    int digits = 0, fraction = 0, seen_dot = 0, fast = 1;
+    Py_ssize_t k = start + negative;
+    for (; k < i && m->data[k] != 'e' && m->data[k] != 'E'; k++) {
+        if (m->data[k] == '.') {
+            seen_dot = 1;
+            continue;
+        }
+        if (++digits > 19) {
+            fast = 0;
+            break;
+        }
+        mantissa = mantissa * 10 + (uint64_t)(m->data[k] - '0');
+        fraction += seen_dot;
+    }
+    int exponent = 0;
+    if (fast && k < i) { /* at 'e' */
+        int exponent_negative = 0;
+        k++;
+        if (m->data[k] == '+' || m->data[k] == '-') exponent_negative = m->data[k++] == '-';
+        for (; k < i && exponent < 1000; k++) exponent = exponent * 10 + (m->data[k] - '0');
+        if (exponent_negative) exponent = -exponent;
+    }
+    int scale = exponent - fraction;
+    if (fast && mantissa <= ((uint64_t)1 << 53) && scale >= -22 && scale <= 22) {
+        double value = (double)mantissa;
+        value = scale < 0 ? value / POW10[-scale] : value * POW10[scale];
+        Node *n = new_node(m, K_FLOAT);
+        if (n != NULL) n->u.f = negative ? -value : value;
+        return n;
     }
     char text[64];
     if (i - start >= (Py_ssize_t)sizeof(text)) return NULL;

@@ -10,8 +10,10 @@ real dumps.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,28 @@ def mutations(draw: st.DrawFn) -> bytes:
 @given(mutations())
 def test_mutated_dumps_read_the_same_both_ways(data: bytes) -> None:
     assert differences(data) == []
+
+
+def test_json_floats_read_as_pythons_float_reads_them() -> None:
+    # Short decimals take a fast path (an exact mantissa and power of ten, one rounding); the
+    # rest go through strtod. Both must give Python's float() to the last bit.
+    spellings = [
+        "0.1", "2.5e-3", "-0.0", "0.0", "1e22", "1e23", "1E-22", "4.5e+21", "9007199254740992.0",
+        "9007199254740993.0", "123456789012345678.5", "0.30000000000000004", "5e-324",
+        "1.7976931348623157e308", "2.036924147646223", "0.000001", "1234567.125", "-17.75e-2",
+        "0.5", "1e-22", "3.0e0", "7.1e-10", "99999999999999999999.0", "1e400", "-1e-400",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(300):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18)))
+        point = rng.randint(0, len(digits))
+        whole = digits[:point].lstrip("0") or "0"  # JSON allows no leading zeros
+        spellings.append(f"{'-' if rng.random() < 0.3 else ''}{whole}.{digits[point:] or '0'}")
+        spellings.append(f"{rng.randint(1, 9)}.{rng.randint(0, 999)}e{rng.randint(-30, 30)}")
+    for text in spellings:
+        data = b'{"entries": [{"duration_ms": ' + text.encode() + b', "state": "completed"}]}'
+        assert COMPILED.decode_json(data) is not None, text
+        assert not differences(data), text
+        value = parse(data, True).tables["fr_entries"].column("duration_ms")[0].as_py()
+        expected = float(text)
+        assert value == expected and math.copysign(1.0, value) == math.copysign(1.0, expected), text
