@@ -177,7 +177,11 @@ def attach_keys(calls: pa.Table, keys: pl.DataFrame) -> pa.Table:
 
 
 def _pair_code() -> pl.Expr:
-    """(source_file, pg_name) as one integer (their categorical codes; null with either)."""
+    """(source_file, pg_name) as one integer (null with either).
+
+    Built from Polars' categorical codes, which every categorical column shares (the same text
+    has the same code in every frame), so codes from the calls and from the keys agree.
+    """
 
     def code(column: str) -> pl.Expr:
         return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
