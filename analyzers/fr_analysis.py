@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,33 +135,28 @@ def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
     folded here from the entries, the same way ingest folds it.
     """
     if "fr_calls" in tables.names():
-        frame = tables.df("fr_calls")
+        calls = tables.df("fr_calls")
     else:
         with_lists = pl.from_arrow(tables["fr_entries"].select(list(ENTRY_COLUMNS)))
         assert isinstance(with_lists, pl.DataFrame)
         folded = conform("fr_calls", fold_calls(with_lists).to_arrow())
         keys = tables.df("fr_entries", ["source_file", "pg_name", "rank", "group_key"])
-        converted = pl.from_arrow(attach_keys(folded, keys.filter(pl.col("rank").is_not_null())))
+        converted = pl.from_arrow(attach_keys(folded, keys))
         assert isinstance(converted, pl.DataFrame)
-        frame = converted
+        calls = converted
     # group_key and ops stay categorical (4-byte codes: group-bys over millions of calls hash
     # those, not strings); frames joined with other tables' text cast them first.
-    calls = frame
+    #
     # An all_gather / reduce_scatter whose sizes imply another group size than its group's.
     # With an exact member list the size is the group's; otherwise (membership inferred from
     # the entries, or members that left no dump) the group may be larger than its known members
     # and only a ratio below the known member count is wrong. Size and exactness go in one
-    # lookup (size x 2 + exact): a string lookup over millions of calls costs more.
-    size_code = {
-        key: len(g.members) * 2 + int(g.source != "inferred" and not g.missing_dumps)
-        for key, g in groups.items()
-    }
-    # Looked up by the keys' categorical codes (shared by every categorical column).
-    known = pl.Series(list(size_code), dtype=pl.String).cast(pl.Categorical).to_physical()
-    code = (
-        pl.col("group_key")
-        .to_physical()
-        .replace_strict(known, pl.Series(list(size_code.values()), dtype=pl.Int64), default=None)
+    # lookup (size x 2 + exact).
+    code = per_group(
+        {
+            key: len(g.members) * 2 + int(g.source != "inferred" and not g.missing_dumps)
+            for key, g in groups.items()
+        }
     )
     size = code // 2
     exact = (code % 2 == 1).fill_null(True)
@@ -173,6 +168,22 @@ def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
     return calls.with_columns(
         (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
     ).drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
+
+
+def per_group(values: Mapping[str, int], default: int | None = None) -> pl.Expr:
+    """``values`` of each row's categorical ``group_key`` (``default`` for a group not in it).
+
+    Looked up by categorical codes, which every categorical column shares (the same text has the
+    same code in every frame): no string is built or hashed per row.
+    """
+    codes = pl.Series(list(values), dtype=pl.String).cast(pl.Categorical).to_physical()
+    return (
+        pl.col("group_key")
+        .to_physical()
+        .replace_strict(
+            codes, pl.Series(list(values.values()), dtype=pl.Int64), default=default, return_dtype=pl.Int64
+        )
+    )
 
 
 def _build(tables: Tables) -> FrView:
@@ -343,10 +354,8 @@ def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | N
             & (pl.col("collective_seq_id") == seq)
             & ~pl.col("is_p2p").fill_null(False)
         ).sort("rank", "record_id")
-        first_of: dict[int, int] = {}
-        for row_rank, row in rows.select("rank", "_row").iter_rows():
-            first_of.setdefault(int(row_rank), int(row))
-        cached = dict(zip(first_of, full_rows(view, list(first_of.values())), strict=True))
+        first = rows.select("rank", "_row").unique(subset="rank", keep="first", maintain_order=True)
+        cached = dict(zip(first["rank"].to_list(), full_rows(view, first["_row"].to_list()), strict=True))
         view._rows_at[(key, seq)] = cached
     return cached.get(rank)
 

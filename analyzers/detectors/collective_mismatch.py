@@ -19,6 +19,7 @@ from ..fr_analysis import (
     frames_text,
     full_rows,
     majority,
+    per_group,
     shape_details,
 )
 from ..ingest.fr_calls import ALL_TO_ALL_OPS
@@ -125,12 +126,7 @@ def _shape_findings(view: FrView) -> list[Finding]:
             pl.col("op0").is_in(a2a_ops)
             & (pl.col("n_ops") == 1)
             & (pl.col("in_total") != pl.col("out_total"))
-            & (
-                pl.col("n")
-                == pl.col("group_key")
-                .cast(pl.String)
-                .replace_strict(sizes, default=-1, return_dtype=pl.Int64)
-            )
+            & (pl.col("n") == per_group(sizes, default=-1))
         )
     ).sort("group_key", "collective_seq_id")
     if flagged.height == 0:

@@ -1320,11 +1320,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         )
     calls = tables["fr_calls"]
     if calls.num_rows:
-        if dropped:
-            calls = calls.filter(
-                pc.invert(pc.is_in(calls.column("source_file"), value_set=pa.array(sorted(dropped))))
-            )
-        # Calls come from the entries: every call's (file, group name) is among the entries'.
+        # Keyed by the kept entries: calls of a dropped dump find no key and are dropped with it.
         calls = attach_keys(calls, entries.select("source_file", "pg_name", "rank", "group_key"))
     if status.height:
         status = (
