@@ -8,12 +8,15 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from tests.helpers.incident import ingest_serial
+from tests.helpers.incident import copy_into, ingest_serial
+from tests.helpers.paths import INCIDENTS
 from tracecore.analyzers.fr_analysis import _take, fr_view
-from tracecore.analyzers.ingest.engine import ingest
+from tracecore.analyzers.ingest.discovery import discover
+from tracecore.analyzers.ingest.engine import _BatchSpool, _unpack_batch, parse_one
+from tracecore.analyzers.ingest.fr_calls import calls_table
+from tracecore.analyzers.ingest.manifest import Manifest
+from tracecore.analyzers.ingest.registry import PARSERS
 from tracecore.analyzers.tables import Tables
-
-FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "incidents"
 
 # Coalesced groups, wrapped ring buffers, p2p, mismatched sizes and dtypes, subgroups, a dump
 # whose rank comes from elsewhere than its name: every way a call's fold or keys can differ.
@@ -39,42 +42,41 @@ def _calls(tables: Tables) -> pl.DataFrame:
     return calls.select(sorted(calls.columns)).sort(keys)
 
 
+def _without_calls(tables: Tables) -> Tables:
+    """``tables`` as a table directory written before fr_calls existed would load."""
+    return Tables({n: tables[n] for n in tables.names() if n != "fr_calls"})
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_calls_folded_at_ingest_equal_calls_folded_from_the_entries(name: str) -> None:
-    tables = ingest_serial(FIXTURES / name).tables
+    tables = ingest_serial(INCIDENTS / name).tables
     assert tables.has("fr_calls")
-    without = Tables({n: tables[n] for n in tables.names() if n != "fr_calls"})
     from_ingest = _calls(tables)
-    from_entries = _calls(without)
+    from_entries = _calls(_without_calls(tables))
     assert from_ingest.height > 0
     assert from_ingest.equals(from_entries, null_equal=True)
 
 
-def test_parallel_ingest_folds_the_same_calls_in_batches(tmp_path: Path) -> None:
-    # Batches of a few rows split the incident into many folds, each over several dumps.
-    from tracecore.analyzers.ingest import engine
-
-    root = FIXTURES / "fr-coalesced-ws4-pickle"
-    serial = ingest_serial(root).tables["fr_calls"]
-    original = engine.SPOOL_BATCH_ROWS
-    try:
-        engine.SPOOL_BATCH_ROWS = 3
-        parallel = ingest(root, jobs=2).tables["fr_calls"]
-    finally:
-        engine.SPOOL_BATCH_ROWS = original
-    assert serial.num_rows > 0
-    assert parallel.equals(serial) or parallel.to_pylist() == serial.to_pylist()
+def test_calls_folded_batch_by_batch_equal_calls_folded_at_once(tmp_path: Path) -> None:
+    # Batches of a third of the entries: the four dumps fold two by two, and the calls of the
+    # batches, in file order, are those of one fold over every entry.
+    root = INCIDENTS / "fr-coalesced-ws4-pickle"
+    results = [parse_one(job, Manifest()) for job in discover(root, list(PARSERS), Manifest()).files]
+    entries = pa.concat_tables(
+        r.output.tables["fr_entries"] for r in results if "fr_entries" in r.output.tables
+    )
+    spooler = _BatchSpool(str(tmp_path), batch_rows=max(1, entries.num_rows // 3))
+    for result in results:
+        spooler.add(result)
+    spooler.flush()
+    spooler.close()
+    parts = [r.output.tables["fr_calls"] for r in _unpack_batch(results) if "fr_calls" in r.output.tables]
+    assert len(parts) == 2
+    assert pa.concat_tables(parts).to_pylist() == calls_table(entries).to_pylist()
 
 
 def test_calls_of_a_dump_claimed_twice_are_kept_once(tmp_path: Path) -> None:
-    root = FIXTURES / "fr-coalesced-ws4-pickle"
-    copy = tmp_path / "incident"
-    copy.mkdir()
-    dumps = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "expected.json")
-    for path in dumps:
-        target = copy / path.relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
+    copy = copy_into(tmp_path, INCIDENTS / "fr-coalesced-ws4-pickle", "incident")
     # A second dump of rank 0 in another folder, one byte longer (so not a duplicate input), and
     # a third under a name that names no rank (its calls cannot be aligned: left out).
     first = copy / "comm_lib_trace_rank_0"
@@ -89,7 +91,7 @@ def test_calls_of_a_dump_claimed_twice_are_kept_once(tmp_path: Path) -> None:
     assert counts["len"].max() == 1
     files = set(calls["source_file"].cast(pl.String))
     assert len(files) == 4 and not any(f.endswith(".copy") for f in files)
-    assert _calls(tables).equals(_calls(Tables({n: tables[n] for n in tables.names() if n != "fr_calls"})))
+    assert _calls(tables).equals(_calls(_without_calls(tables)))
 
 
 def test_rows_are_taken_in_the_asked_order_across_chunks() -> None:
