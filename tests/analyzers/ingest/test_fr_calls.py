@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers.incident import copy_into, ingest_serial
 from tests.helpers.paths import INCIDENTS
+from tests.helpers.spool import pack_run
 from tracecore.analyzers.fr_analysis import _take, fr_view
 from tracecore.analyzers.ingest.discovery import discover
 from tracecore.analyzers.ingest.engine import _BatchSpool, _unpack_batch, parse_one
@@ -65,11 +66,7 @@ def test_calls_folded_batch_by_batch_equal_calls_folded_at_once(tmp_path: Path) 
     entries = pa.concat_tables(
         r.output.tables["fr_entries"] for r in results if "fr_entries" in r.output.tables
     )
-    spooler = _BatchSpool(str(tmp_path), batch_rows=max(1, entries.num_rows // 3))
-    for result in results:
-        spooler.add(result)
-    spooler.flush()
-    spooler.close()
+    pack_run(_BatchSpool(str(tmp_path), batch_rows=max(1, entries.num_rows // 3)), results)
     parts = [r.output.tables["fr_calls"] for r in _unpack_batch(results) if "fr_calls" in r.output.tables]
     assert len(parts) == 2
     assert pa.concat_tables(parts).to_pylist() == calls_table(entries).to_pylist()

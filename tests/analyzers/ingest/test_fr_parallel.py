@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.helpers.spool import pack_run
 from tracecore.analyzers.detectors import collective_hang
 from tracecore.analyzers.ingest.base import ParseOutput
 from tracecore.analyzers.ingest.discovery import DiscoveredFile
@@ -131,7 +132,7 @@ def test_held_tables_go_with_the_last_file_of_the_parser_that_made_them(tmp_path
         )
         for i, source in enumerate(kinds)
     ]
-    _pack(_BatchSpool(str(tmp_path)), results)
+    pack_run(_BatchSpool(str(tmp_path)), results)
     assert [sorted(r.packed) for r in results] == [[], [], ["fr_status"], [], ["kernel_events"]]
     unpacked = _unpack_batch(results)
     assert unpacked[2].output.tables["fr_status"]["i"].to_pylist() == [0, 2]
@@ -167,22 +168,13 @@ def test_a_spool_stream_cut_short_is_an_error_not_lost_rows(tmp_path: Path, inci
 
 def _spooled(spooler: _BatchSpool, tables: list[pa.Table]) -> list[FileResult]:
     """Worker side: one flight-recorder result per table, packed as one run of files."""
-    return _pack(
+    return pack_run(
         spooler,
         [
             FileResult(f"f{i}", "flight_recorder", ParseOutput(tables={"fr_entries": t}), 0, 0.0)
             for i, t in enumerate(tables)
         ],
     )
-
-
-def _pack(spooler: _BatchSpool, results: list[FileResult]) -> list[FileResult]:
-    """Worker side: ``results`` packed as ``_parse_batch`` packs a run of files."""
-    for result in results:
-        spooler.add(result)
-    spooler.flush()
-    spooler.close()
-    return results
 
 
 def _tables(results: list[FileResult]) -> list[pa.Table]:
@@ -221,7 +213,7 @@ def test_a_failed_derivation_keeps_the_parsed_rows_and_says_so(tmp_path: Path) -
         )
         for i in range(3)
     ]
-    _pack(_BatchSpool(str(tmp_path)), results)
+    pack_run(_BatchSpool(str(tmp_path)), results)
     assert results[-1].underived == ["fr_calls"]
     assert "fr_calls" not in results[-1].packed
     assert any("internal error deriving fr_calls" in p.problem for p in results[-1].output.problems)
