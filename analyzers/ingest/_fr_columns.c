@@ -47,6 +47,8 @@ struct Node {
 };
 
 #define CHUNK_NODES 4096
+#define INTERN_SLOTS 1024 /* a power of two: slots are picked by masking a hash */
+#define INTERN_MAX 64     /* longer strings are rarely repeated field values */
 
 typedef struct Chunk {
     struct Chunk *next;
@@ -85,11 +87,8 @@ typedef struct {
     Py_ssize_t memo_cap, memo_len;
     /* JSON: short plain strings seen before (keys, states, names), shared like the pickle memo
      * shares them: one node each, and an entry key's slot is looked up once per dump. */
-    Node *interned[1024];
+    Node *interned[INTERN_SLOTS];
 } Machine;
-
-#define INTERN_SLOTS 1024
-#define INTERN_MAX 64
 
 static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
 static Node TRUE_NODE = {K_BOOL, 0, 0, 0, {.i = 1}, NULL};
