@@ -70,7 +70,8 @@ class FrView:
     has_frames: bool
     stacks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
-    _rows_at: dict[tuple[str, int], dict[int, dict[str, Any]]] = field(default_factory=dict)
+    _rows_at: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict)
+    _full_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def progress_of(self, key: str, rank: int) -> tuple[int | None, int | None]:
         """(last enqueued, last completed) sequence number of ``rank`` in group ``key``."""
@@ -344,20 +345,37 @@ def frames_text(frames: Any, limit: int = 8) -> list[str]:
 def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | None:
     """The first entry of ``rank`` at (group, seq), as a dict (frames included).
 
-    All ranks' rows of one (group, seq) are fetched with one filter and cached on the view, so
-    asking for every waiting rank of a 1024-rank group scans the table once.
+    Every rank's first row at one (group, seq) is located with one filter and cached on the view
+    (asking for each waiting rank of a 1024-rank group scans the table once), but only the rows
+    asked for are read in full: reading every column of a thousand rows scattered over a
+    memory-mapped table maps hundreds of MB of their neighbours.
     """
+    row = first_rows_at(view, key, seq).filter(pl.col("rank") == rank)["_row"]
+    return _full_row(view, int(row[0])) if row.len() else None
+
+
+def first_rows_at(view: FrView, key: str, seq: int) -> pl.DataFrame:
+    """Each rank's first entry at (group, seq) in the view's columns (``_row`` included)."""
     cached = view._rows_at.get((key, seq))
     if cached is None:
-        rows = view.entries.filter(
-            (pl.col("group_key") == key)
-            & (pl.col("collective_seq_id") == seq)
-            & ~pl.col("is_p2p").fill_null(False)
-        ).sort("rank", "record_id")
-        first = rows.select("rank", "_row").unique(subset="rank", keep="first", maintain_order=True)
-        cached = dict(zip(first["rank"].to_list(), full_rows(view, first["_row"].to_list()), strict=True))
+        cached = (
+            view.entries.filter(
+                (pl.col("group_key") == key)
+                & (pl.col("collective_seq_id") == seq)
+                & ~pl.col("is_p2p").fill_null(False)
+            )
+            .sort("rank", "record_id")
+            .unique(subset="rank", keep="first", maintain_order=True)
+        )
         view._rows_at[(key, seq)] = cached
-    return cached.get(rank)
+    return cached
+
+
+def _full_row(view: FrView, row: int) -> dict[str, Any]:
+    cached = view._full_rows.get(row)
+    if cached is None:
+        cached = view._full_rows[row] = full_rows(view, [row])[0]
+    return cached
 
 
 def with_frames(view: FrView, row: dict[str, Any]) -> dict[str, Any]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from ..fr_analysis import (
     DEFAULT_PG,
     FrView,
     Pending,
+    as_int,
     describe_entry,
     entry_row,
     evidence_for,
+    first_rows_at,
     fr_view,
     frames_text,
     host_span,
@@ -157,17 +161,14 @@ def _verdict(view: FrView, hung: list[Pending], roots: list[int], primary: Pendi
     root_set = set(roots)
     evidence: list[Evidence] = []
     missing: list[str] = []
-    first_ts: int | None = None
-    waiting_rows: list[dict[str, Any]] = []
-    for rank in primary.waiting:
+    waiting_at = first_rows_at(view, group.key, primary.seq).filter(pl.col("rank").is_in(primary.waiting))
+    first_ts = as_int(waiting_at["time_created_ns"].min())
+    located = set(waiting_at["rank"].to_list())
+    cited = [r for r in primary.waiting if r in located][:4]
+    for rank in cited:
         row = entry_row(view, rank, group.key, primary.seq)
         if row is not None:
-            waiting_rows.append(row)
-            created = row.get("time_created_ns")
-            if created is not None and (first_ts is None or created < first_ts):
-                first_ts = created
-    for row in waiting_rows[:4]:
-        evidence.append(evidence_for(row, describe_entry(row) + " (waiting)"))
+            evidence.append(evidence_for(row, describe_entry(row) + " (waiting)"))
     culprit_last: dict[str, Any] = {}
     for rank in sorted(root_set | set(primary.culprits)):
         if rank not in view.dumped:
