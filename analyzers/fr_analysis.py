@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .ingest.fr_calls import ENTRY_COLUMNS, attach_keys, fold_calls
 from .report import Evidence, excerpt
@@ -56,10 +57,14 @@ class Group:
 
 @dataclass
 class FrView:
-    """Derived flight-recorder frames shared by the detectors."""
+    """Derived flight-recorder frames shared by the detectors.
 
-    entries: pl.DataFrame
+    The entries themselves stay in Arrow (``table``): the detectors compare calls, and read
+    entries only where a verdict cites them, located through ``runs``.
+    """
+
     table: pa.Table
+    runs: pl.DataFrame
     calls: pl.DataFrame
     progress: pl.DataFrame
     groups: dict[str, Group]
@@ -72,6 +77,11 @@ class FrView:
     _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
     _rows_at: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict)
     _full_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def entry_count(self) -> int:
+        """Number of entries (every dump's, ranked or not)."""
+        return self.table.num_rows
 
     def progress_of(self, key: str, rank: int) -> tuple[int | None, int | None]:
         """(last enqueued, last completed) sequence number of ``rank`` in group ``key``."""
@@ -99,34 +109,78 @@ def fr_view(tables: Tables) -> FrView | None:
     return view
 
 
-# The only entry columns the view and the detectors read over every entry (per-call facts come
-# from fr_calls). The rest, nested size and dtype lists included, are read only for the few
-# entries a verdict reports: those rows are taken from the Arrow table by ``_row``
-# (``full_rows``, ``entry_columns``). Strings stay categorical (4-byte codes); cast them before
-# joining them with another table's text.
-_VIEW_COLUMNS = (
-    "rank",
-    "host",
-    "group_key",
-    "collective_seq_id",
-    "record_id",
-    "is_p2p",
-    "op",
-    "p2p_peer",
-    "input_numel",
-    "time_created_ns",
-    "time_started_ns",
-    "time_completed_ns",
-    "duration_ms",
-    "stack_id",
-)
-_CALL_KEYS = ("group_key", "collective_seq_id", "rank")
+# Tensor sizes and dtypes: read only for the calls a verdict reports (the calls carry hashes).
 _SHAPE_COLUMNS = ("input_sizes", "output_sizes", "input_dtypes", "output_dtypes")
 
 
-def _view_frame(tables: Tables) -> pl.DataFrame:
-    """The entries' ``_VIEW_COLUMNS``, with ``_row``: each entry's row in the Arrow table."""
-    return tables.df("fr_entries", _VIEW_COLUMNS).with_row_index("_row")
+def _dump_runs(table: pa.Table) -> pl.DataFrame:
+    """One row per run of consecutive entries from one dump: where its rows are, whose they are.
+
+    ``start``/``count`` are its rows in ``table``; ``first_line`` its first entry's
+    ``source_line``, and ``dense`` whether its lines are consecutive (then an entry's row follows
+    from its line without a search). Reads ``source_file`` and ``rank`` over every entry and
+    ``source_line``/``host`` at the runs' ends only.
+    """
+    schema = {
+        "source_file": pl.String,
+        "rank": pl.Int32,
+        "host": pl.String,
+        "start": pl.Int64,
+        "count": pl.Int64,
+        "first_line": pl.Int64,
+        "dense": pl.Boolean,
+    }
+    if table.num_rows == 0:
+        return pl.DataFrame(schema=schema)
+    keys = pl.from_arrow(table.select(["source_file", "rank"]), rechunk=False)
+    assert isinstance(keys, pl.DataFrame)
+    starts = keys.with_row_index("start").filter(
+        (pl.int_range(pl.len()) == 0)
+        | pl.col("source_file").ne_missing(pl.col("source_file").shift(1))
+        | pl.col("rank").ne_missing(pl.col("rank").shift(1))
+    )
+    start = starts["start"].cast(pl.Int64)
+    count = start.shift(-1, fill_value=table.num_rows) - start
+    at_start = _take(table.select(["source_line", "host"]), start.to_list())
+    last_line = _take(table.select(["source_line"]), (start + count - 1).to_list()).column(0)
+    first_line = pl.Series("first_line", at_start.column("source_line").to_pylist(), dtype=pl.Int64)
+    last = pl.Series("last", last_line.to_pylist(), dtype=pl.Int64)
+    return pl.DataFrame(
+        {
+            "source_file": starts["source_file"].cast(pl.String),
+            "rank": starts["rank"].cast(pl.Int32),
+            "host": pl.Series(at_start.column("host").to_pylist(), dtype=pl.String),
+            "start": start,
+            "count": count,
+            "first_line": first_line,
+            "dense": (last - first_line == count - 1).fill_null(False),
+        },
+        schema=schema,
+    )
+
+
+def locate_rows(view: FrView, sources: Sequence[tuple[str, int]]) -> list[int | None]:
+    """The rows in ``view.table`` of the entries at (source_file, source_line), None if absent."""
+    by_file: dict[str, list[tuple[int, int, int, bool]]] = {}
+    for file, start, count, first, dense in view.runs.select(
+        "source_file", "start", "count", "first_line", "dense"
+    ).iter_rows():
+        by_file.setdefault(file, []).append((start, count, first, dense))
+    lines = view.table.column("source_line")
+    found: list[int | None] = []
+    for file, line in sources:
+        row = None
+        for start, count, first, dense in by_file.get(file, ()):
+            if dense:
+                if first is not None and first <= line < first + count:
+                    row = start + line - first
+            else:
+                position = pc.index(lines.slice(start, count), line).as_py()
+                row = start + position if position >= 0 else None
+            if row is not None:
+                break
+        found.append(row)
+    return found
 
 
 def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
@@ -188,7 +242,7 @@ def per_group(values: Mapping[str, int], default: int | None = None) -> pl.Expr:
 
 
 def _build(tables: Tables) -> FrView:
-    raw = _view_frame(tables)
+    table = tables["fr_entries"]  # (an empty one when there is only fr_status)
     groups: dict[str, Group] = {}
     if tables.has("fr_groups"):
         for key, name, desc, ranks, source, dumped in (
@@ -199,17 +253,15 @@ def _build(tables: Tables) -> FrView:
             if key is None:
                 continue
             groups[key] = Group(key, name, desc, tuple(ranks or ()), source or "", tuple(dumped or ()))
-    # (no copy of the big table when every entry has its rank, the usual case)
-    entries = raw.filter(pl.col("rank").is_not_null()) if raw["rank"].null_count() else raw
-    dumped = tuple(sorted(set(entries["rank"].unique().to_list())))
+    runs = _dump_runs(table)
+    ranked_runs = runs.filter(pl.col("rank").is_not_null())
+    dumped_ranks = set(ranked_runs["rank"].to_list())
     if tables.has("fr_status"):
-        dumped = tuple(
-            sorted(set(dumped) | set(tables.df("fr_status")["rank"].drop_nulls().unique().to_list()))
-        )
+        dumped_ranks |= set(tables.df("fr_status")["rank"].drop_nulls().to_list())
+    dumped = tuple(sorted(dumped_ranks))
     hosts = {
         int(r): h
-        for r, h in entries.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
-        if r is not None
+        for r, h in ranked_runs.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
     }
     calls = _calls(tables, groups)
     per_rank = (
@@ -236,18 +288,23 @@ def _build(tables: Tables) -> FrView:
         pl.max_horizontal("enq_e", "enq_s").alias("enq"),
         pl.max_horizontal("comp_e", "comp_s").alias("comp"),
     )
+    # Whole-table facts from Arrow (null counts are kept with the columns; a max reads one column).
+    ranked = table
+    if table.num_rows and table.column("rank").null_count:
+        ranked = table.filter(pc.is_valid(table.column("rank")))
     stamps = [
-        entries[c].max()
+        as_int(pc.max(ranked.column(c)).as_py())
         for c in ("time_created_ns", "time_started_ns", "time_completed_ns")
-        if c in entries.columns and entries.height
+        if ranked.num_rows
     ]
-    known = [v for s in stamps if (v := as_int(s)) is not None]
+    known = [v for v in stamps if v is not None]
     ref_ts = max(known) if known else None
-    has_timing = bool(entries.height) and (
-        entries["duration_ms"].null_count() < entries.height
-        or entries["time_started_ns"].null_count() < entries.height
+    height = ranked.num_rows
+    has_timing = bool(height) and (
+        ranked.column("duration_ms").null_count < height
+        or ranked.column("time_started_ns").null_count < height
     )
-    has_frames = bool(entries.height) and entries["stack_id"].null_count() < entries.height
+    has_frames = bool(height) and ranked.column("stack_id").null_count < height
     # Distinct stacks only (shared by all ranks): small, read once into a dict.
     stacks: dict[int, list[dict[str, Any]]] = {}
     if has_frames and tables.has("fr_stacks"):
@@ -255,8 +312,8 @@ def _build(tables: Tables) -> FrView:
             if stack_id is not None:
                 stacks[int(stack_id)] = frames or []
     return FrView(
-        entries,
-        tables["fr_entries"],
+        table,
+        runs,
         calls,
         progress,
         groups,
@@ -275,14 +332,41 @@ def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
     The calls frame carries only their hashes; detectors that report the values themselves
     fetch them for the few calls they report.
     """
-    keys = [*_CALL_KEYS, "record_id"]
-    calls = calls.with_columns(pl.col("group_key").cast(pl.Categorical))
-    wanted = calls.select(keys).unique()
-    found = view.entries.select(*keys, "_row").join(wanted, on=keys, how="semi").unique(subset=keys)
+    keys = ["source_file", "source_line"]
+    calls = calls.with_columns(pl.col("source_file").cast(pl.String))
+    wanted = calls.select(keys).unique(maintain_order=True)
+    rows = locate_rows(view, list(wanted.iter_rows()))
+    found = [i for i, row in enumerate(rows) if row is not None]
+    located = wanted[found]
     shapes = pl.concat(
-        [found.drop("_row"), entry_columns(view, found["_row"], _SHAPE_COLUMNS)], how="horizontal"
+        [located, entry_columns(view, pl.Series([rows[i] for i in found], dtype=pl.Int64), _SHAPE_COLUMNS)],
+        how="horizontal",
     )
     return calls.join(shapes, on=keys, how="left", nulls_equal=True, maintain_order="left")
+
+
+def p2p_entries(view: FrView, columns: Sequence[str]) -> pl.DataFrame:
+    """``columns`` of the point-to-point entries, with ``_row`` (their row in ``view.table``)."""
+    if view.table.num_rows == 0:
+        flags = pl.Series("is_p2p", [], dtype=pl.Boolean)
+    else:
+        converted = pl.from_arrow(view.table.column("is_p2p"))
+        assert isinstance(converted, pl.Series)
+        flags = converted.fill_null(False)
+    rows = flags.arg_true().cast(pl.Int64).alias("_row")
+    if rows.len() == 0:
+        return pl.DataFrame([rows]).hstack(conform_empty(view.table, columns))
+    taken = view.table.select(list(columns)).filter(flags.to_arrow())
+    frame = pl.from_arrow(taken)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.insert_column(0, rows)
+
+
+def conform_empty(table: pa.Table, columns: Sequence[str]) -> pl.DataFrame:
+    """No rows of ``table``'s ``columns``, with their Polars types."""
+    frame = pl.from_arrow(table.select(list(columns)).slice(0, 0))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def entry_columns(view: FrView, rows: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
@@ -343,26 +427,51 @@ def frames_text(frames: Any, limit: int = 8) -> list[str]:
 
 
 def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | None:
-    """The first entry of ``rank`` at (group, seq), as a dict (frames included).
+    """The first entry of ``rank``'s call at (group, seq), as a dict (frames included).
 
-    Every rank's first row at one (group, seq) is located with one filter and cached on the view
-    (asking for each waiting rank of a 1024-rank group scans the table once), but only the rows
-    asked for are read in full: reading every column of a thousand rows scattered over a
-    memory-mapped table maps hundreds of MB of their neighbours.
+    Only the rows asked for are read in full: reading every column of a thousand rows scattered
+    over a memory-mapped table maps hundreds of MB of their neighbours.
     """
-    row = first_rows_at(view, key, seq).filter(pl.col("rank") == rank)["_row"]
-    return _full_row(view, int(row[0])) if row.len() else None
+    at = first_rows_at(view, key, seq).filter(pl.col("rank") == rank)
+    if at.height == 0:
+        return None
+    row = locate_rows(view, [(at["source_file"][0], at["source_line"][0])])[0]
+    return _full_row(view, row) if row is not None else None
+
+
+def calls_at(view: FrView, key: str, seq: int, columns: Sequence[str | pl.Expr]) -> pl.DataFrame:
+    """``columns`` of every rank's call at (group, seq).
+
+    Always a projection: filtering the whole calls frame would gather every column of the
+    matching rows, and ranks' calls lie far apart, so each column's pages would all be read.
+    """
+    return (
+        view.calls.lazy()
+        .filter((pl.col("group_key") == key) & (pl.col("collective_seq_id") == seq))
+        .select(columns)
+        .collect()
+    )
 
 
 def first_rows_at(view: FrView, key: str, seq: int) -> pl.DataFrame:
-    """Each rank's first entry at (group, seq) in the view's columns (``_row`` included)."""
+    """Each rank's call at (group, seq): rank, where its first entry is, when it was created.
+
+    Cached on the view: asking for every waiting rank of a 1024-rank group filters once.
+    """
     cached = view._rows_at.get((key, seq))
     if cached is None:
         cached = (
-            view.entries.filter(
-                (pl.col("group_key") == key)
-                & (pl.col("collective_seq_id") == seq)
-                & ~pl.col("is_p2p").fill_null(False)
+            calls_at(
+                view,
+                key,
+                seq,
+                [
+                    "rank",
+                    pl.col("source_file").cast(pl.String),
+                    "source_line",
+                    "record_id",
+                    pl.col("created_ns").alias("time_created_ns"),
+                ],
             )
             .sort("rank", "record_id")
             .unique(subset="rank", keep="first", maintain_order=True)
@@ -387,8 +496,17 @@ def with_frames(view: FrView, row: dict[str, Any]) -> dict[str, Any]:
 
 def last_entry(view: FrView, rank: int) -> dict[str, Any] | None:
     """The newest entry of ``rank`` (highest record id of its dump)."""
-    rows = view.entries.filter(pl.col("rank") == rank).sort("record_id")["_row"]
-    return full_rows(view, [int(rows[-1])])[0] if rows.len() else None
+    candidates = []
+    for start, count in view.runs.filter(pl.col("rank") == rank).select("start", "count").iter_rows():
+        record_ids = pl.from_arrow(view.table.column("record_id").slice(start, count))
+        assert isinstance(record_ids, pl.Series)
+        candidates.append(
+            pl.DataFrame({"_row": pl.int_range(start, start + count, eager=True), "record_id": record_ids})
+        )
+    if not candidates:
+        return None
+    newest = pl.concat(candidates).sort("record_id", maintain_order=True)["_row"][-1]
+    return full_rows(view, [int(newest)])[0]
 
 
 def describe_entry(row: dict[str, Any]) -> str:
@@ -510,5 +628,5 @@ def pending_collectives(view: FrView) -> list[Pending]:
 
 def signatures_agree(view: FrView, key: str, seq: int) -> bool:
     """True when every rank's call at (group, seq) has the same op/sizes/dtypes signature."""
-    rows = view.calls.filter((pl.col("group_key") == key) & (pl.col("collective_seq_id") == seq))
+    rows = calls_at(view, key, seq, ["sig", "syntax_bad"])
     return rows["sig"].n_unique() <= 1 and not bool(rows["syntax_bad"].any())

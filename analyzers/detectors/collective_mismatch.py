@@ -11,14 +11,15 @@ from ..fr_analysis import (
     FrView,
     Group,
     as_int,
+    calls_at,
     describe_entry,
-    entry_columns,
     entry_row,
     evidence_for,
     fr_view,
     frames_text,
     full_rows,
     majority,
+    p2p_entries,
     per_group,
     shape_details,
 )
@@ -83,7 +84,7 @@ def detect(tables: Tables) -> list[Verdict]:
         versions across ranks fold coalesced groups differently.
     """
     view = fr_view(tables)
-    if view is None or view.entries.height == 0:
+    if view is None or view.entry_count == 0:
         return []
     findings = _shape_findings(view) + _call_site_findings(view) + _p2p_findings(view)
     by_group: dict[str, list[Finding]] = {}
@@ -133,9 +134,10 @@ def _shape_findings(view: FrView) -> list[Finding]:
         return []
     rows = shape_details(
         view,
-        view.calls.join(
-            flagged.select("group_key", "collective_seq_id"), on=["group_key", "collective_seq_id"]
-        ),
+        view.calls.lazy()
+        .select(_CLASSIFIED)
+        .join(flagged.lazy().select("group_key", "collective_seq_id"), on=["group_key", "collective_seq_id"])
+        .collect(),
     )
     by_seq: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows.iter_rows(named=True):
@@ -149,6 +151,26 @@ def _shape_findings(view: FrView) -> list[Finding]:
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+# The calls columns _classify reads (the sizes and dtypes come from the entries).
+_CLASSIFIED = (
+    "group_key",
+    "collective_seq_id",
+    "rank",
+    "source_file",
+    "source_line",
+    "op_sig",
+    "in_sig",
+    "out_sig",
+    "dtype_sig",
+    "syntax_bad",
+    "ops",
+    "profiling_name",
+    "input_numel",
+    "output_numel",
+    "call_site",
+)
 
 
 def _classify(group: Group, seq: int, calls: list[dict[str, Any]]) -> Finding | None:
@@ -247,7 +269,7 @@ def _call_site_findings(view: FrView) -> list[Finding]:
         group = view.groups.get(key)
         if group is None:
             continue
-        at = view.calls.filter((pl.col("group_key") == key) & (pl.col("collective_seq_id") == seq))
+        at = calls_at(view, key, seq, ["rank", "call_stack_id", "call_site"])
         values = {int(r): s for r, s in at.select("rank", "call_stack_id").iter_rows() if s is not None}
         _, holders, others, strict = majority(values)
         site = {int(r): s for r, s in at.select("rank", "call_site").iter_rows()}
@@ -266,9 +288,10 @@ def _p2p_findings(view: FrView) -> list[Finding]:
     pair (by record id), sends are joined to receives on (group, src, dst, ordinal), and the
     first disagreeing pair of each (group, src, dst) becomes a finding.
     """
-    p2p = view.entries.filter(
-        pl.col("is_p2p").fill_null(False)
-        & pl.col("op").is_in(["send", "recv"])
+    p2p = p2p_entries(
+        view, ["group_key", "rank", "record_id", "op", "p2p_peer", "input_numel", "input_dtypes"]
+    ).filter(
+        pl.col("op").is_in(["send", "recv"])
         & pl.col("group_key").is_not_null()
         & pl.col("p2p_peer").is_not_null()  # recv from any source pairs with any send: not checked
     )
@@ -285,15 +308,7 @@ def _p2p_findings(view: FrView) -> list[Finding]:
     send = pl.col("op") == "send"
     dtypes = pl.col("input_dtypes")
     pairs = (
-        pl.concat(
-            [
-                p2p.select(
-                    "_row", "group_key", "rank", "record_id", "op", "p2p_peer", "input_numel"
-                ).with_columns(pl.col("group_key", "op").cast(pl.String)),
-                entry_columns(view, p2p["_row"], ["input_dtypes"]),
-            ],
-            how="horizontal",
-        )
+        p2p.with_columns(pl.col("group_key", "op").cast(pl.String))
         .join(local, on=["group_key", "rank"], how="inner")
         .with_columns(
             pl.when(send).then(pl.col("_me")).otherwise(pl.col("p2p_peer").cast(pl.Int64)).alias("_src"),
@@ -344,7 +359,7 @@ def _p2p_findings(view: FrView) -> list[Finding]:
 
 def _verdict(view: FrView, first: Finding, later: list[Finding]) -> Verdict:
     group = first.group
-    calls = view.calls.filter((pl.col("group_key") == group.key) & (pl.col("collective_seq_id") == first.seq))
+    calls = calls_at(view, group.key, first.seq, ["profiling_name", "created_ns"])
     op = calls["profiling_name"].mode().sort().to_list()[0] if calls.height else None
     first_ts = as_int(calls["created_ns"].min()) if calls.height else None
     evidence = []

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import polars as pl
-
 from ..fr_analysis import (
     DEFAULT_PG,
     as_int,
+    calls_at,
     describe_entry,
     entry_row,
     evidence_for,
@@ -63,8 +62,11 @@ def detect(tables: Tables) -> list[Verdict]:
             continue
         if not signatures_agree(view, group.key, pending.seq):
             continue  # a desync, reported by collective-mismatch
-        calls = view.calls.filter(
-            (pl.col("group_key") == group.key) & (pl.col("collective_seq_id") == pending.seq)
+        calls = calls_at(
+            view,
+            group.key,
+            pending.seq,
+            ["state", "backend", "retired_not_completed", "profiling_name", "created_ns"],
         )
         if calls.height == 0:
             continue

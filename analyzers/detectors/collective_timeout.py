@@ -51,7 +51,13 @@ def detect(tables: Tables) -> list[Verdict]:
             )
         ).alias("_overdue"),
     )
-    bad = calls.filter(pl.col("_failed") | pl.col("_overdue")).collect()
+    bad = (
+        calls.filter(pl.col("_failed") | pl.col("_overdue"))
+        .select(
+            "group_key", "collective_seq_id", "rank", "_failed", "profiling_name", "timeout_ms", "created_ns"
+        )
+        .collect()
+    )
     verdicts: list[Verdict] = []
     if bad.height:
         firsts = (
