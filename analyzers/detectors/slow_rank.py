@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..fr_analysis import fr_view
+from ..fr_analysis import FrView, calls_at, fr_view
 from ..report import Affected, Culprit, Evidence, Severity, Verdict
 from ..tables import Tables
 from .base import Detector
@@ -44,51 +44,63 @@ def detect(tables: Tables) -> list[Verdict]:
     view = fr_view(tables)
     if view is None or not view.has_timing:
         return []
-    calls = view.calls.select(
-        "group_key", "collective_seq_id", "rank", "duration_ms", "started_ns", "source_file", "source_line"
-    ).filter(view.calls["done"] & ~view.calls["partial"])
-    verdicts = _by_metric(view.groups, calls, "duration_ms", lowest_is_last=True, scale=1.0)
+    per_seq = _per_collective(view.calls)
+    verdicts = _by_metric(view, per_seq, "duration_ms", lowest_is_last=True, scale=1.0)
     if not verdicts:
-        verdicts = _by_metric(view.groups, calls, "started_ns", lowest_is_last=False, scale=1e-6)
+        verdicts = _by_metric(view, per_seq, "started_ns", lowest_is_last=False, scale=1e-6)
     return verdicts
 
 
+_METRICS = {"duration_ms": True, "started_ns": False}  # metric: whether its lowest value is last
+
+
+def _per_collective(calls: pl.DataFrame) -> pl.DataFrame:
+    """Per completed (group, seq), for each metric: ranks timed, median, extreme, who holds it.
+
+    One group-by for both metrics, reduced to one row per collective: per-call windows over
+    millions of calls cost hundreds of MB.
+    """
+    aggregations: list[pl.Expr] = []
+    for column, lowest_is_last in _METRICS.items():
+        value = pl.col(column).cast(pl.Float64)
+        extreme = value.min() if lowest_is_last else value.max()
+        aggregations += [
+            value.count().alias(f"{column}:n"),
+            value.median().alias(f"{column}:med"),
+            extreme.alias(f"{column}:ext"),
+            pl.col("rank").filter(value == extreme).alias(f"{column}:last"),
+        ]
+    return (
+        calls.lazy()
+        .filter(pl.col("done") & ~pl.col("partial"))
+        .group_by("group_key", "collective_seq_id")
+        .agg(aggregations)
+        .collect()
+    )
+
+
 def _by_metric(
-    groups: dict, calls: pl.DataFrame, column: str, lowest_is_last: bool, scale: float
+    view: FrView, per_seq: pl.DataFrame, column: str, lowest_is_last: bool, scale: float
 ) -> list[Verdict]:
-    timed = calls.filter(pl.col(column).is_not_null()).select(
+    timed = per_seq.select(
         "group_key",
         "collective_seq_id",
-        "rank",
-        pl.col(column).cast(pl.Float64).alias("v"),
-        "source_file",
-        "source_line",
-    )
-    if timed.height == 0:
-        return []
-    keyed = ["group_key", "collective_seq_id"]
-    extreme = pl.col("v").min() if lowest_is_last else pl.col("v").max()
-    timed = timed.with_columns(
-        pl.len().over(keyed).alias("n"),
-        pl.col("v").median().over(keyed).alias("med"),
-        extreme.over(keyed).alias("ext"),
+        pl.col(f"{column}:n").alias("n"),
+        pl.col(f"{column}:med").alias("med"),
+        pl.col(f"{column}:ext").alias("ext"),
+        pl.col(f"{column}:last").alias("last"),
     ).filter(pl.col("n") >= 3)
-    last = (
-        timed.filter(pl.col("v") == pl.col("ext"))
-        .with_columns(pl.len().over(keyed).alias("ties"))
-        .filter(pl.col("ties") == 1)
-    )
-    lag = ((pl.col("med") - pl.col("v")) if lowest_is_last else (pl.col("v") - pl.col("med"))) * scale
-    totals = timed.group_by("group_key").agg(pl.col("collective_seq_id").n_unique().alias("total"))
+    lag = ((pl.col("med") - pl.col("ext")) if lowest_is_last else (pl.col("ext") - pl.col("med"))) * scale
+    totals = timed.group_by("group_key").agg(pl.len().alias("total"))
     per_rank = (
-        last.with_columns(lag.alias("lag_ms"))
+        timed.filter(pl.col("last").list.len() == 1)
+        .with_columns(pl.col("last").list.first().alias("rank"), lag.alias("lag_ms"))
         .group_by("group_key", "rank")
         .agg(
             pl.len().alias("times_last"),
             pl.col("lag_ms").median().alias("median_lag_ms"),
             (pl.col("med") * scale).median().alias("median_value"),
-            pl.col("source_file").first(),
-            pl.col("source_line").first(),
+            pl.col("collective_seq_id").min().alias("first_seq"),
         )
         .join(totals, on="group_key")
         .filter(
@@ -99,10 +111,15 @@ def _by_metric(
         .sort("group_key", "rank")
     )
     verdicts = []
-    for key, rank, times, lag_ms, med, source_file, source_line, total in per_rank.iter_rows():
+    for key, rank, times, lag_ms, med, first_seq, total in per_rank.iter_rows():
         if column == "duration_ms" and med and lag_ms < MIN_LAG_FRACTION * med:
             continue
-        group = groups.get(key)
+        # The first collective it was last at is cited.
+        cited = calls_at(view, key, first_seq, ["rank", "source_file", "source_line"]).filter(
+            pl.col("rank") == rank
+        )
+        source_file, source_line = cited.row(0)[1:] if cited.height else (None, None)
+        group = view.groups.get(key)
         label = group.label if group else key
         verdicts.append(
             Verdict(
