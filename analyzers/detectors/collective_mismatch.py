@@ -86,7 +86,8 @@ def detect(tables: Tables) -> list[Verdict]:
     view = fr_view(tables)
     if view is None or view.entry_count == 0:
         return []
-    findings = _shape_findings(view) + _call_site_findings(view) + _p2p_findings(view)
+    stats = _candidates(view)
+    findings = _shape_findings(view, stats) + _call_site_findings(view, stats) + _p2p_findings(view)
     by_group: dict[str, list[Finding]] = {}
     for finding in findings:
         by_group.setdefault(finding.group.key, []).append(finding)
@@ -111,13 +112,13 @@ def _candidates(view: FrView) -> pl.DataFrame:
             pl.col("output_numel").sum().alias("out_total"),
             pl.col("ops").first().alias("op0"),
             pl.col("ops").n_unique().alias("n_ops"),
+            pl.col("call_stack_id").drop_nulls().n_unique().alias("n_sites"),
         )
         .collect()
     )
 
 
-def _shape_findings(view: FrView) -> list[Finding]:
-    stats = _candidates(view)
+def _shape_findings(view: FrView, stats: pl.DataFrame) -> list[Finding]:
     sizes = {k: len(g.members) for k, g in view.groups.items()}
     a2a_ops = list(ALL_TO_ALL_OPS)
     flagged = stats.filter(
@@ -234,8 +235,10 @@ def _shape_facts(call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _call_site_findings(view: FrView) -> list[Finding]:
+def _call_site_findings(view: FrView, stats: pl.DataFrame) -> list[Finding]:
     """A rank calling from a stack the majority uses elsewhere, but not at this seq."""
+    if not stats.height or stats["n_sites"].max() <= 1:  # type: ignore[operator]
+        return []  # every rank used one stack at each seq: nobody can deviate
     sites = (
         view.calls.lazy()
         .filter(pl.col("call_stack_id").is_not_null() & ~pl.col("partial"))
