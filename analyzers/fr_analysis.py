@@ -66,6 +66,7 @@ class FrView:
     table: pa.Table
     runs: pl.DataFrame
     calls: pl.DataFrame
+    calls_table: pa.Table
     progress: pl.DataFrame
     groups: dict[str, Group]
     dumped: tuple[int, ...]
@@ -183,20 +184,50 @@ def locate_rows(view: FrView, sources: Sequence[tuple[str, int]]) -> list[int | 
     return found
 
 
-def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
-    """One row per (group, seq, rank) from ``fr_calls``, with each call's group-size relations.
+# The fr_calls columns read over every call. The others (the text ones: file, group names,
+# profiling name, state, call site; the component signatures) are read from Arrow only for the
+# calls a verdict reports (``calls_at``, ``call_columns``): a text column converted for all
+# calls costs a categorical code per call, read and written.
+_BULK_CALL_COLUMNS = (
+    "group_key",
+    "collective_seq_id",
+    "rank",
+    "ops",
+    "backend",
+    "sig",
+    "done",
+    "retired_not_completed",
+    "created_ns",
+    "started_ns",
+    "duration_ms",
+    "timeout_ms",
+    "input_numel",
+    "output_numel",
+    "call_stack_id",
+    "wrapped",
+    "partial",
+)
 
-    Tables that carry no ``fr_calls`` (built by hand, or written before it existed) get it
-    folded here from the entries, the same way ingest folds it.
+
+def _calls(tables: Tables, groups: dict[str, Group]) -> tuple[pl.DataFrame, pa.Table]:
+    """(the calls frame, the fr_calls table it reads), one row per (group, seq, rank).
+
+    The frame holds ``_BULK_CALL_COLUMNS``, ``_row`` (the call's row in the table) and each
+    call's group-size relations (``syntax_bad``). Tables that carry no ``fr_calls`` (built by
+    hand, or written before it existed) get it folded here from the entries, the same way
+    ingest folds it.
     """
+    bulk = [*_BULK_CALL_COLUMNS, "shape_bad", "numel_ratio_min", "numel_ratio_max"]
     if "fr_calls" in tables.names():
-        calls = tables.df("fr_calls")
+        table = tables["fr_calls"]
+        calls = tables.df("fr_calls", bulk)
     else:
         with_lists = pl.from_arrow(tables["fr_entries"].select(list(ENTRY_COLUMNS)))
         assert isinstance(with_lists, pl.DataFrame)
         folded = conform("fr_calls", fold_calls(with_lists).to_arrow())
         keys = tables.df("fr_entries", ["source_file", "pg_name", "rank", "group_key"])
-        converted = pl.from_arrow(attach_keys(folded, keys))
+        table = attach_keys(folded, keys)
+        converted = pl.from_arrow(table.select(bulk))
         assert isinstance(converted, pl.DataFrame)
         calls = converted
     # group_key and ops stay categorical (4-byte codes: group-bys over millions of calls hash
@@ -220,9 +251,14 @@ def _calls(tables: Tables, groups: dict[str, Group]) -> pl.DataFrame:
         .then((pl.col("numel_ratio_min") != size) | (pl.col("numel_ratio_max") != size))
         .otherwise(pl.col("numel_ratio_min") < size)
     )
-    return calls.with_columns(
-        (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
-    ).drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
+    frame = (
+        calls.with_columns(
+            (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
+        )
+        .drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
+        .with_row_index("_row")
+    )
+    return frame, table
 
 
 def per_group(values: Mapping[str, int], default: int | None = None) -> pl.Expr:
@@ -263,7 +299,7 @@ def _build(tables: Tables) -> FrView:
         int(r): h
         for r, h in ranked_runs.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
     }
-    calls = _calls(tables, groups)
+    calls, calls_table = _calls(tables, groups)
     per_rank = (
         calls.group_by("group_key", "rank")
         .agg(
@@ -315,6 +351,7 @@ def _build(tables: Tables) -> FrView:
         table,
         runs,
         calls,
+        calls_table,
         progress,
         groups,
         dumped,
@@ -440,17 +477,36 @@ def entry_row(view: FrView, rank: int, key: str, seq: int) -> dict[str, Any] | N
 
 
 def calls_at(view: FrView, key: str, seq: int, columns: Sequence[str | pl.Expr]) -> pl.DataFrame:
-    """``columns`` of every rank's call at (group, seq).
-
-    Always a projection: filtering the whole calls frame would gather every column of the
-    matching rows, and ranks' calls lie far apart, so each column's pages would all be read.
-    """
-    return (
+    """``columns`` (names or expressions over fr_calls columns) of every rank's call at (group, seq)."""
+    rows = (
         view.calls.lazy()
         .filter((pl.col("group_key") == key) & (pl.col("collective_seq_id") == seq))
-        .select(columns)
+        .select("_row")
         .collect()
     )
+    return call_columns(view, rows["_row"], columns)
+
+
+def call_columns(view: FrView, rows: pl.Series, columns: Sequence[str | pl.Expr]) -> pl.DataFrame:
+    """``columns`` (names or expressions over fr_calls columns) of the calls at ``rows`` (``_row``).
+
+    Only the columns named are gathered, for those rows: gathering every column of a thousand
+    calls that lie far apart would read each column's pages whole.
+    """
+    needed: list[str] = []
+    for column in columns:
+        for name in column.meta.root_names() if isinstance(column, pl.Expr) else [column]:
+            if name not in needed:
+                needed.append(name)
+    in_frame = [c for c in needed if c in view.calls.columns]
+    from_arrow = [c for c in needed if c not in view.calls.columns]
+    parts = [view.calls.select(in_frame)[rows]] if in_frame else []
+    if from_arrow:
+        taken = pl.from_arrow(_take(view.calls_table.select(from_arrow), rows.to_list()))
+        assert isinstance(taken, pl.DataFrame)
+        parts.append(taken)
+    frame = pl.concat(parts, how="horizontal") if parts else pl.DataFrame()
+    return frame.select(columns)
 
 
 def first_rows_at(view: FrView, key: str, seq: int) -> pl.DataFrame:

@@ -11,6 +11,7 @@ from ..fr_analysis import (
     FrView,
     Group,
     as_int,
+    call_columns,
     calls_at,
     describe_entry,
     entry_row,
@@ -135,10 +136,18 @@ def _shape_findings(view: FrView, stats: pl.DataFrame) -> list[Finding]:
         return []
     rows = shape_details(
         view,
-        view.calls.lazy()
-        .select(_CLASSIFIED)
-        .join(flagged.lazy().select("group_key", "collective_seq_id"), on=["group_key", "collective_seq_id"])
-        .collect(),
+        call_columns(
+            view,
+            view.calls.lazy()
+            .select("_row", "group_key", "collective_seq_id")
+            .join(
+                flagged.lazy().select("group_key", "collective_seq_id"),
+                on=["group_key", "collective_seq_id"],
+                maintain_order="left",
+            )
+            .collect()["_row"],
+            _CLASSIFIED,
+        ),
     )
     by_seq: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows.iter_rows(named=True):

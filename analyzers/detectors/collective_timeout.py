@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..fr_analysis import as_int, describe_entry, entry_row, evidence_for, fr_view
+from ..fr_analysis import as_int, call_columns, describe_entry, entry_row, evidence_for, fr_view
 from ..report import Affected, Severity, Verdict, ranks_text
 from ..tables import Tables
 from .base import Detector
@@ -53,11 +53,10 @@ def detect(tables: Tables) -> list[Verdict]:
     )
     bad = (
         calls.filter(pl.col("_failed") | pl.col("_overdue"))
-        .select(
-            "group_key", "collective_seq_id", "rank", "_failed", "profiling_name", "timeout_ms", "created_ns"
-        )
+        .select("_row", "group_key", "collective_seq_id", "rank", "_failed", "timeout_ms", "created_ns")
         .collect()
     )
+    bad = bad.hstack(call_columns(view, bad["_row"], ["profiling_name"]))
     verdicts: list[Verdict] = []
     if bad.height:
         firsts = (

@@ -39,7 +39,9 @@ def _calls(tables: Tables) -> pl.DataFrame:
     view = fr_view(tables)
     assert view is not None
     keys = ["group_key", "collective_seq_id", "rank"]
-    calls = view.calls.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    table = pl.from_arrow(view.calls_table)
+    assert isinstance(table, pl.DataFrame)
+    calls = table.with_columns(view.calls["syntax_bad"], pl.col(pl.Categorical).cast(pl.String))
     return calls.select(sorted(calls.columns)).sort(keys)
 
 
