@@ -35,7 +35,7 @@ from .base import FileContext, ParseOutput
 from .discovery import DiscoveredFile, TruncatedStream, discover, open_regular, read_all
 from .manifest import Manifest, load_manifest
 from .registry import PARSERS, parser_for
-from .workers import usable_cpus, worker_context
+from .workers import stop_server, usable_cpus, worker_context
 
 # Below this many bytes of input, worker start-up costs more than it saves.
 PARALLEL_MIN_BYTES = 8 << 20
@@ -394,6 +394,7 @@ def parse_files(
                 if progress and batch_results:
                     progress(done, len(files), batch_results[-1].rel)
     finally:
+        stop_server()
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
     order = {f.rel: i for i, f in enumerate(files)}
