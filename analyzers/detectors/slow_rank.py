@@ -62,7 +62,9 @@ def _per_collective(calls: pl.DataFrame) -> pl.DataFrame:
     """
     aggregations: list[pl.Expr] = []
     for column, lowest_is_last in _METRICS.items():
-        value = pl.col(column).cast(pl.Float64)
+        # Compared in their own type: start times in ns do not fit a double's 53 bits exactly,
+        # so as floats ranks starting within a few hundred ns of each other would tie.
+        value = pl.col(column)
         extreme = value.min() if lowest_is_last else value.max()
         aggregations += [
             value.count().alias(f"{column}:n"),

@@ -36,3 +36,24 @@ def test_rotating_last_arriver_is_healthy(tmp_path: Path) -> None:
 
 def test_no_verdict_without_timing() -> None:
     assert detect(ingest_serial(SAMPLES / "flight_recorder" / "healthy" / "pickle").tables) == []
+
+
+def test_start_times_are_compared_exactly(tmp_path: Path) -> None:
+    # Equal durations (no last arriver by duration), so arrival falls back to start times, which
+    # are epoch nanoseconds: ranks 5 and 6 both start ~2 ms late, rank 5 100 ns after rank 6.
+    # As doubles (53 bits) the two would round to one value and tie, naming nobody.
+    job = Job(world=8, timing=True)
+    for _ in range(12):
+        start = job.clock + 1_000_000 + 10_000
+        late = {5: start + 2_000_100, 6: start + 2_000_000}
+        job.collective(
+            "all_reduce",
+            per_rank={
+                r: {"duration_ms": 2.0, "time_discovered_started_ns": late.get(r, start + r * 10)}
+                for r in range(8)
+            },
+        )
+    assert float(start + 2_000_100) == float(start + 2_000_000)
+    [verdict] = detect(job_tables(job, tmp_path / "inc"))
+    assert verdict.culprit.ranks == [5]
+    assert verdict.details["metric"] == "started_ns"
