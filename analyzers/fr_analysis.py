@@ -78,6 +78,7 @@ class FrView:
     _progress_map: dict[tuple[str, int], tuple[int | None, int | None]] = field(default_factory=dict)
     _rows_at: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict)
     _full_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _runs_by_file: dict[str, list[tuple[int, int, int | None, bool]]] = field(default_factory=dict)
 
     @property
     def entry_count(self) -> int:
@@ -162,11 +163,12 @@ def _dump_runs(table: pa.Table) -> pl.DataFrame:
 
 def locate_rows(view: FrView, sources: Sequence[tuple[str, int]]) -> list[int | None]:
     """The rows in ``view.table`` of the entries at (source_file, source_line), None if absent."""
-    by_file: dict[str, list[tuple[int, int, int, bool]]] = {}
-    for file, start, count, first, dense in view.runs.select(
-        "source_file", "start", "count", "first_line", "dense"
-    ).iter_rows():
-        by_file.setdefault(file, []).append((start, count, first, dense))
+    by_file = view._runs_by_file
+    if not by_file:
+        for file, start, count, first, dense in view.runs.select(
+            "source_file", "start", "count", "first_line", "dense"
+        ).iter_rows():
+            by_file.setdefault(file, []).append((start, count, first, dense))
     lines = view.table.column("source_line")
     found: list[int | None] = []
     for file, line in sources:
@@ -392,15 +394,15 @@ def p2p_entries(view: FrView, columns: Sequence[str]) -> pl.DataFrame:
         flags = converted.fill_null(False)
     rows = flags.arg_true().cast(pl.Int64).alias("_row")
     if rows.len() == 0:
-        return pl.DataFrame([rows]).hstack(conform_empty(view.table, columns))
+        return pl.DataFrame([rows]).hstack(_no_rows(view.table, columns))
     taken = view.table.select(list(columns)).filter(flags.to_arrow())
     frame = pl.from_arrow(taken)
     assert isinstance(frame, pl.DataFrame)
     return frame.insert_column(0, rows)
 
 
-def conform_empty(table: pa.Table, columns: Sequence[str]) -> pl.DataFrame:
-    """No rows of ``table``'s ``columns``, with their Polars types."""
+def _no_rows(table: pa.Table, columns: Sequence[str]) -> pl.DataFrame:
+    """``table``'s ``columns`` with their Polars types and no rows."""
     frame = pl.from_arrow(table.select(list(columns)).slice(0, 0))
     assert isinstance(frame, pl.DataFrame)
     return frame
