@@ -47,6 +47,8 @@ def run_detectors(
                 raise
             run.failures.append(f"detector {detector.id} failed: {type(exc).__name__}: {exc}")
             continue
+        finally:
+            result.tables.release_pages()  # the next detector reads other columns
         handle.evaluated("verdicts" if verdicts else "clean", time.perf_counter() - started)
         run.verdicts.extend(verdicts)
     return run

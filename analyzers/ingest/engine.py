@@ -15,6 +15,7 @@ import contextlib
 import gc
 import hashlib
 import itertools
+import mmap
 import os
 import shutil
 import tempfile
@@ -67,6 +68,8 @@ class FileResult:
     packed: dict[str, list[SpoolSlice | bytes | pa.Table]] = field(default_factory=dict)
     # Derived tables that could not be made for the rows this result carries.
     underived: list[str] = field(default_factory=list)
+    # The spool files its tables are mapped from (parent side).
+    mapped: list[mmap.mmap] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,9 @@ def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
                         read.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
                         continue
                     if data.path not in streams:
-                        streams[data.path] = _spooled_batches(data.path)
+                        streams[data.path], mapping = _spooled_batches(data.path)
+                        if mapping is not None:
+                            result.mapped.append(mapping)
                     batches = streams[data.path][data.first : data.first + data.count]
                     if len(batches) != data.count:
                         raise OSError(f"spool stream {data.path} ends before batch {data.first + data.count}")
@@ -322,19 +327,27 @@ def _unpack_batch(results: list[FileResult]) -> list[FileResult]:
     return results
 
 
-def _spooled_batches(path: str) -> list[pa.RecordBatch]:
-    """Every complete record batch of a spool stream (the mapping outlives the removed name)."""
+def _spooled_batches(path: str) -> tuple[list[pa.RecordBatch], mmap.mmap | None]:
+    """Every complete record batch of a spool stream, and its mapping (None when read instead).
+
+    The mapping outlives the removed name. It is Python's, not Arrow's, so that the pages a
+    stage has read can be handed back (``Tables.release_pages``).
+    """
+    mapping: mmap.mmap | None = None
     try:
-        source: pa.NativeFile = pa.memory_map(path)
-    except OSError:
-        # Out of mappings or address space: read it into memory instead.
-        with pa.OSFile(path) as handle:
-            source = pa.BufferReader(handle.read_buffer())
+        with open(path, "rb") as handle:
+            mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        source = pa.BufferReader(pa.py_buffer(mapping))
+    except (OSError, ValueError):
+        # Out of mappings or address space, or an empty file: read it into memory instead.
+        mapping = None
+        with pa.OSFile(path) as stream:
+            source = pa.BufferReader(stream.read_buffer())
     batches: list[pa.RecordBatch] = []
     with contextlib.suppress(pa.ArrowInvalid, OSError):  # a stream cut by a failed write
         for batch in pa.ipc.open_stream(source):
             batches.append(batch)
-    return batches
+    return batches, mapping
 
 
 def _oneline(exc: BaseException) -> str:
@@ -506,7 +519,9 @@ def ingest(
     for result in results:
         for name in result.underived:
             tables.pop(name, None)
-    return IngestResult(root, Tables(tables), summary, manifest, discovery.files)
+    ingested = Tables(tables, mapped=[m for result in results for m in result.mapped])
+    ingested.release_pages()  # finalize's reads are done
+    return IngestResult(root, ingested, summary, manifest, discovery.files)
 
 
 def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> list[DiscoveredFile]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -124,9 +126,32 @@ class Tables(Mapping[str, pa.Table]):
     Detectors receive this and use :meth:`df` for Polars frames (converted once, cached).
     """
 
-    def __init__(self, tables: Mapping[str, pa.Table] | None = None) -> None:
+    def __init__(
+        self, tables: Mapping[str, pa.Table] | None = None, mapped: Sequence[mmap.mmap] = ()
+    ) -> None:
         self._tables: dict[str, pa.Table] = dict(tables or {})
         self._series: dict[str, dict[str, pl.Series]] = {}
+        self._mapped = tuple(mapped)
+
+    @property
+    def mapped(self) -> tuple[mmap.mmap, ...]:
+        """The memory-mapped files the tables' columns are read from (ingest's spool)."""
+        return self._mapped
+
+    def release_pages(self) -> None:
+        """Hand back the mapped pages read so far; the next read maps them again.
+
+        A stage that reads a column of millions of rows leaves its pages mapped (and counted in
+        this process's memory) until the tables go, although the next stage reads other
+        columns. The data stays in the page cache: reading it again costs a page fault, not a
+        disk read, and the kernel may drop it under memory pressure like any cached file.
+        """
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None:
+            return
+        for mapping in self._mapped:
+            with contextlib.suppress(OSError, ValueError):
+                mapping.madvise(advice)
 
     def __getitem__(self, name: str) -> pa.Table:
         if name in self._tables:
@@ -175,7 +200,7 @@ class Tables(Mapping[str, pa.Table]):
         """A copy with ``name`` replaced."""
         tables = dict(self._tables)
         tables[name] = table
-        return Tables(tables)
+        return Tables(tables, mapped=self._mapped)
 
     def names(self) -> list[str]:
         """Names of tables that exist (possibly empty)."""

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from tests.helpers.spool import pack_run
@@ -233,3 +234,28 @@ def test_a_table_left_out_by_the_ingest_is_not_written_as_an_empty_one(
     assert not (tmp_path / "tables" / "fr_calls.parquet").exists()
     assert (tmp_path / "tables" / "fr_entries.parquet").exists()
     assert "fr_calls" not in load_table_dir(tmp_path / "tables").tables.names()
+
+
+def _resident_kb(starts: set[int]) -> int:
+    """Resident kB of this process's mappings that begin at ``starts`` (from /proc/self/smaps)."""
+    total, current = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if "-" in head and not head.endswith(":"):
+            current = int(head.split("-")[0], 16) in starts
+        elif head == "Rss:" and current:
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_released_pages_leave_the_process_and_read_back_the_same(incident: Path) -> None:
+    tables = ingest(incident, jobs=2).tables
+    assert tables.mapped, "the workers' tables come through mapped spool files"
+    starts = {pa.py_buffer(mapping).address for mapping in tables.mapped}
+    total = pc.sum(tables["fr_entries"].column("record_id")).as_py()  # reads the column
+    assert _resident_kb(starts) > 0
+    tables.release_pages()
+    assert _resident_kb(starts) == 0
+    assert pc.sum(tables["fr_entries"].column("record_id")).as_py() == total
+    assert tables.with_table("identity", tables["identity"]).mapped == tables.mapped
