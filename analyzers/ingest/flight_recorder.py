@@ -1300,13 +1300,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             schema={"rank": entries.schema["rank"], "pg_name": pl.String, "group_key": pl.String},
             orient="row",
         ).unique(subset=["rank", "pg_name"], keep="last", maintain_order=True)
-        # The entries' names are categorical (dictionary-encoded in Arrow): so are the join keys.
-        entries = entries.join(
-            keys.with_columns(pl.col("pg_name", "group_key").cast(pl.Categorical)),
-            on=["rank", "pg_name"],
-            how="left",
-            maintain_order="left",
-        )
+        entries = entries.with_columns(_group_keys(entries, keys))
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
             uses.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
@@ -1350,6 +1344,29 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         "fr_calls": calls,
     }
     return FinalizeOutput(out_tables, problems)
+
+
+def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
+    """Each entry's ``group_key`` (categorical) from ``keys``' (rank, pg_name) -> group_key rows.
+
+    A lookup of one integer per entry, (rank, name code): a join would copy every column of
+    the millions of entries to add one. Names are compared by categorical codes, which every
+    categorical column shares.
+    """
+
+    def pair(frame: pl.DataFrame) -> pl.Series:
+        name_code = pl.col("pg_name").cast(pl.Categorical).to_physical().cast(pl.UInt64)
+        return frame.select(pl.col("rank").cast(pl.UInt64) * (1 << 32) + name_code).to_series()
+
+    known = keys.drop_nulls(["rank", "pg_name", "group_key"])  # a null never matches, as in a join
+    names = known["group_key"].unique(maintain_order=True)
+    index = known["group_key"].replace_strict(names, pl.int_range(names.len(), dtype=pl.Int32, eager=True))
+    codes = pair(entries).replace_strict(pair(known), index, default=None, return_dtype=pl.Int32)
+    keyed = pl.from_arrow(
+        pa.DictionaryArray.from_arrays(codes.to_arrow(), names.to_arrow().cast(pa.string()))
+    )
+    assert isinstance(keyed, pl.Series)
+    return keyed.alias("group_key")
 
 
 def _world_hints(entries: pl.DataFrame, uses: pl.DataFrame) -> tuple[int, int]:
