@@ -32,7 +32,7 @@ from ..tables import conform
 from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
-from .fr_calls import attach_keys, calls_table
+from .fr_calls import attach_keys, calls_table, pair_code, text_at, text_code
 from .manifest import Manifest
 
 KNOWN_VERSION = (2, 10)
@@ -1350,20 +1350,16 @@ def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
     """Each entry's ``group_key`` (categorical) from ``keys``' (rank, pg_name) -> group_key rows.
 
     A lookup of one integer per entry, (rank, name code): a join would copy every column of
-    the millions of entries to add one. Names are compared by categorical codes, which every
-    categorical column shares.
+    the millions of entries to add one.
     """
-
-    def pair(frame: pl.DataFrame) -> pl.Series:
-        name_code = pl.col("pg_name").cast(pl.Categorical).to_physical().cast(pl.UInt64)
-        return frame.select(pl.col("rank").cast(pl.UInt64) * (1 << 32) + name_code).to_series()
-
+    rank_and_name = pair_code(pl.col("rank").cast(pl.UInt64), text_code("pg_name"))
     known = keys.drop_nulls(["rank", "pg_name", "group_key"])  # a null never matches, as in a join
-    names = known["group_key"].unique(maintain_order=True)
-    index = known["group_key"].replace_strict(names, pl.int_range(names.len(), dtype=pl.Int32, eager=True))
-    codes = pair(entries).replace_strict(pair(known), index, default=None, return_dtype=pl.Int32)
     keyed = pl.from_arrow(
-        pa.DictionaryArray.from_arrays(codes.to_arrow(), names.to_arrow().cast(pa.string()))
+        text_at(
+            entries.select(rank_and_name).to_series(),
+            known.select(rank_and_name).to_series(),
+            known["group_key"],
+        )
     )
     assert isinstance(keyed, pl.Series)
     return keyed.alias("group_key")

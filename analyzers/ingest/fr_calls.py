@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..tables import conform
 
@@ -149,44 +150,46 @@ def attach_keys(calls: pa.Table, keys: pl.DataFrame) -> pa.Table:
     pg_name). Calls whose rank or group is unknown are dropped: they cannot be aligned with
     other ranks. Only the two key columns are computed; the other columns are not copied.
     """
-    lookup = keys.select(_pair_code().alias("code"), "rank", pl.col("group_key").cast(pl.String)).unique(
+    file_and_name = pair_code(text_code("source_file"), text_code("pg_name"))
+    lookup = keys.select(file_and_name.alias("code"), "rank", pl.col("group_key").cast(pl.String)).unique(
         subset="code", keep="first", maintain_order=True
-    )
-    # group_key is built as codes into its few distinct values: no string per call.
-    names = lookup["group_key"].drop_nulls().unique(maintain_order=True)
-    lookup = lookup.with_columns(
-        pl.col("group_key").replace_strict(
-            names, pl.int_range(names.len(), dtype=pl.Int32, eager=True), default=None
-        )
     )
     pairs = pl.from_arrow(calls.select(["source_file", "pg_name"]), rechunk=False)
     assert isinstance(pairs, pl.DataFrame)
-    codes = pairs.select(_pair_code()).to_series()
+    codes = pairs.select(file_and_name).to_series()
     ranks = codes.replace_strict(lookup["code"], lookup["rank"], default=None, return_dtype=pl.Int32)
-    group_keys = codes.replace_strict(
-        lookup["code"], lookup["group_key"], default=None, return_dtype=pl.Int32
-    )
+    group_keys = text_at(codes, lookup["code"], lookup["group_key"])
     table = calls.set_column(calls.schema.get_field_index("rank"), "rank", ranks.to_arrow()).set_column(
-        calls.schema.get_field_index("group_key"),
-        "group_key",
-        pa.DictionaryArray.from_arrays(group_keys.to_arrow(), names.to_arrow().cast(pa.string())),
+        calls.schema.get_field_index("group_key"), "group_key", group_keys
     )
-    if ranks.null_count() or group_keys.null_count():
-        table = table.filter((ranks.is_not_null() & group_keys.is_not_null()).to_arrow())
+    if ranks.null_count() or group_keys.null_count:
+        table = table.filter(pc.and_(ranks.is_not_null().to_arrow(), group_keys.is_valid()))
     return table
 
 
-def _pair_code() -> pl.Expr:
-    """(source_file, pg_name) as one integer (null with either).
+def text_code(column: str) -> pl.Expr:
+    """A text column as its categorical code.
 
-    Built from Polars' categorical codes, which every categorical column shares (the same text
-    has the same code in every frame), so codes from the calls and from the keys agree.
+    Every categorical column shares the codes (the same text has the same code in every frame),
+    so codes from two frames agree.
     """
+    return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
 
-    def code(column: str) -> pl.Expr:
-        return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
 
-    return code("source_file") * (1 << 32) + code("pg_name")
+def pair_code(first: pl.Expr, second: pl.Expr) -> pl.Expr:
+    """Two 32-bit unsigned codes as one integer (null with either)."""
+    return first * (1 << 32) + second
+
+
+def text_at(codes: pl.Series, known: pl.Series, texts: pl.Series) -> pa.DictionaryArray:
+    """The text of ``texts`` at each of ``codes``' place in ``known`` (null where absent).
+
+    Built as codes into the few distinct texts: no string per row of ``codes``.
+    """
+    names = texts.drop_nulls().unique(maintain_order=True)
+    index = texts.replace_strict(names, pl.int_range(names.len(), dtype=pl.Int32, eager=True), default=None)
+    picked = codes.replace_strict(known, index, default=None, return_dtype=pl.Int32)
+    return pa.DictionaryArray.from_arrays(picked.to_arrow(), names.to_arrow().cast(pa.string()))
 
 
 def _any_text(column: str) -> pl.Expr:
