@@ -60,9 +60,7 @@ def apply_manifest_and_identity(result: IngestResult) -> IngestResult:
     tables["identity"], identity_problems = build_identity(Tables(tables), manifest)
     problems.extend(identity_problems)
     summary = replace(result.summary, problems=problems)
-    enriched = Tables(tables, mapped=result.tables.mapped)
-    enriched.release_pages()  # what the clock and identity read
-    return replace(result, tables=enriched, notes=notes, summary=summary)
+    return replace(result, tables=Tables(tables, mapped=result.tables.mapped), notes=notes, summary=summary)
 
 
 # Rank hints weaker than a pid the manifest states (a file name may hold a local rank).

@@ -74,6 +74,7 @@ def analyze_ingested(
         retain.append(result)
     if not enriched:
         result = apply_manifest_and_identity(result)
+        result.tables.release_pages()  # what the clock and identity read
         if retain is not None:
             retain.append(result)
     enriched_result = result
