@@ -123,15 +123,17 @@ def _dump_runs(table: pa.Table) -> pl.DataFrame:
     from its line without a search). Reads ``source_file`` and ``rank`` over every entry and
     ``source_line``/``host`` at the runs' ends only.
     """
-    schema = {
-        "source_file": pl.String,
-        "rank": pl.Int32,
-        "host": pl.String,
-        "start": pl.Int64,
-        "count": pl.Int64,
-        "first_line": pl.Int64,
-        "dense": pl.Boolean,
-    }
+    schema = pl.Schema(
+        {
+            "source_file": pl.String,
+            "rank": pl.Int32,
+            "host": pl.String,
+            "start": pl.Int64,
+            "count": pl.Int64,
+            "first_line": pl.Int64,
+            "dense": pl.Boolean,
+        }
+    )
     if table.num_rows == 0:
         return pl.DataFrame(schema=schema)
     keys = pl.from_arrow(table.select(["source_file", "rank"]), rechunk=False)
@@ -143,22 +145,21 @@ def _dump_runs(table: pa.Table) -> pl.DataFrame:
     )
     start = starts["start"].cast(pl.Int64)
     count = start.shift(-1, fill_value=table.num_rows) - start
-    at_start = _take(table.select(["source_line", "host"]), start.to_list())
-    last_line = _take(table.select(["source_line"]), (start + count - 1).to_list()).column(0)
-    first_line = pl.Series("first_line", at_start.column("source_line").to_pylist(), dtype=pl.Int64)
-    last = pl.Series("last", last_line.to_pylist(), dtype=pl.Int64)
+    at_start = pl.from_arrow(_take(table.select(["source_line", "host"]), start.to_list()))
+    at_end = pl.from_arrow(_take(table.select(["source_line"]), (start + count - 1).to_list()))
+    assert isinstance(at_start, pl.DataFrame) and isinstance(at_end, pl.DataFrame)
+    first_line = at_start["source_line"]
     return pl.DataFrame(
         {
-            "source_file": starts["source_file"].cast(pl.String),
-            "rank": starts["rank"].cast(pl.Int32),
-            "host": pl.Series(at_start.column("host").to_pylist(), dtype=pl.String),
+            "source_file": starts["source_file"],
+            "rank": starts["rank"],
+            "host": at_start["host"],
             "start": start,
             "count": count,
             "first_line": first_line,
-            "dense": (last - first_line == count - 1).fill_null(False),
-        },
-        schema=schema,
-    )
+            "dense": (at_end["source_line"] - first_line == count - 1).fill_null(False),
+        }
+    ).cast(schema)
 
 
 def locate_rows(view: FrView, sources: Sequence[tuple[str, int]]) -> list[int | None]:
@@ -386,26 +387,12 @@ def shape_details(view: FrView, calls: pl.DataFrame) -> pl.DataFrame:
 
 def p2p_entries(view: FrView, columns: Sequence[str]) -> pl.DataFrame:
     """``columns`` of the point-to-point entries, with ``_row`` (their row in ``view.table``)."""
-    if view.table.num_rows == 0:
-        flags = pl.Series("is_p2p", [], dtype=pl.Boolean)
-    else:
-        converted = pl.from_arrow(view.table.column("is_p2p"))
-        assert isinstance(converted, pl.Series)
-        flags = converted.fill_null(False)
-    rows = flags.arg_true().cast(pl.Int64).alias("_row")
-    if rows.len() == 0:
-        return pl.DataFrame([rows]).hstack(_no_rows(view.table, columns))
-    taken = view.table.select(list(columns)).filter(flags.to_arrow())
-    frame = pl.from_arrow(taken)
+    converted = pl.from_arrow(view.table.column("is_p2p"))
+    assert isinstance(converted, pl.Series)
+    flags = converted.fill_null(False)
+    frame = pl.from_arrow(view.table.select(list(columns)).filter(flags.to_arrow()))
     assert isinstance(frame, pl.DataFrame)
-    return frame.insert_column(0, rows)
-
-
-def _no_rows(table: pa.Table, columns: Sequence[str]) -> pl.DataFrame:
-    """``table``'s ``columns`` with their Polars types and no rows."""
-    frame = pl.from_arrow(table.select(list(columns)).slice(0, 0))
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    return frame.insert_column(0, flags.arg_true().cast(pl.Int64).alias("_row"))
 
 
 def entry_columns(view: FrView, rows: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
