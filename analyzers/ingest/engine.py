@@ -45,7 +45,8 @@ MAX_FILE_BYTES = 2 << 30
 # A worker writes a table's rows once it holds this many (the last ones at the end of its run):
 # large enough that the parent never joins chunks, small enough to bound the worker's memory.
 SPOOL_BATCH_ROWS = 131_072
-HEAD_DIGEST_BYTES = 8 << 10
+# Same-size files are first told apart by a digest of this many bytes at each end.
+SAMPLE_DIGEST_BYTES = 8 << 10
 _SPOOL_NUMBERS = itertools.count()
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -540,18 +541,19 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     for group in by_size.values():
         if len(group) < 2:
             continue
-        # Same-size files are common (per-rank dumps of one job): a digest of the first 8 KiB
-        # separates almost all of them, and only files whose heads agree are hashed whole.
-        by_head: dict[bytes, list[DiscoveredFile]] = {}
+        # Same-size files are common (per-rank dumps of one job): a digest of both ends separates
+        # almost all of them, and only files whose ends agree are hashed whole. Heads alone do
+        # not: a large job's dumps open with the same group config, tens of KiB of rank lists.
+        by_ends: dict[bytes, list[DiscoveredFile]] = {}
         for job in group:
-            head = _content_digest(job.path, HEAD_DIGEST_BYTES)
-            if head is not None:  # unreadable now: parse_one reports it
-                by_head.setdefault(head, []).append(job)
-        for same_head in by_head.values():
-            if len(same_head) < 2:
+            ends = _content_digest(job.path, SAMPLE_DIGEST_BYTES)
+            if ends is not None:  # unreadable now: parse_one reports it
+                by_ends.setdefault(ends, []).append(job)
+        for same_ends in by_ends.values():
+            if len(same_ends) < 2:
                 continue
             first_by_digest: dict[bytes, str] = {}
-            for job in same_head:
+            for job in same_ends:
                 digest = _content_digest(job.path)
                 if digest is None:
                     continue
@@ -570,18 +572,21 @@ def _drop_duplicates(files: list[DiscoveredFile], summary: IngestSummary) -> lis
     return [job for job in files if job.rel not in duplicate_of]
 
 
-def _content_digest(path: Path, limit: int | None = None) -> bytes | None:
-    """Digest of the file's content (of its first ``limit`` bytes when given); None if unreadable."""
+def _content_digest(path: Path, ends: int | None = None) -> bytes | None:
+    """Digest of the file's content, or of its first and last ``ends`` bytes; None if unreadable."""
     digest = hashlib.blake2b(digest_size=20)
-    remaining = limit
     try:
         with open_regular(path) as handle:
-            while chunk := handle.read(1 << 20 if remaining is None else min(1 << 20, remaining)):
+            if ends is not None:
+                head = handle.read(ends)
+                digest.update(head)
+                if len(head) == ends:
+                    # In a file shorter than both ends, the rest of it after the head.
+                    handle.seek(max(ends, os.fstat(handle.fileno()).st_size - ends))
+                    digest.update(handle.read(ends))
+                return digest.digest()
+            while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-                if remaining is not None:
-                    remaining -= len(chunk)
-                    if remaining <= 0:
-                        break
     except OSError:
         return None
     return digest.digest()
