@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .ingest.fr_calls import ENTRY_COLUMNS, attach_keys, fold_calls
+from .ingest.fr_calls import ENTRY_COLUMNS, attach_keys, fold_calls, run_start
 from .report import Evidence, excerpt
 from .tables import Tables, conform
 
@@ -138,11 +138,7 @@ def _dump_runs(table: pa.Table) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     keys = pl.from_arrow(table.select(["source_file", "rank"]), rechunk=False)
     assert isinstance(keys, pl.DataFrame)
-    starts = keys.with_row_index("start").filter(
-        (pl.int_range(pl.len()) == 0)
-        | pl.col("source_file").ne_missing(pl.col("source_file").shift(1))
-        | pl.col("rank").ne_missing(pl.col("rank").shift(1))
-    )
+    starts = keys.with_row_index("start").filter(run_start("source_file", "rank"))
     start = starts["start"].cast(pl.Int64)
     count = start.shift(-1, fill_value=table.num_rows) - start
     at_start = pl.from_arrow(_take(table.select(["source_line", "host"]), start.to_list()))

@@ -32,7 +32,7 @@ from ..tables import conform
 from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
-from .fr_calls import attach_keys, calls_table, pair_code, text_at, text_code
+from .fr_calls import attach_keys, calls_table, pair_code, run_start, text_at, text_code
 from .manifest import Manifest
 
 KNOWN_VERSION = (2, 10)
@@ -1125,13 +1125,8 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     files: dict[str, int | None] = {}
     for frame in (entries, status, config):
         if frame.height:
-            # Rows of one dump are contiguous: the first row of each run of equal pairs keeps
-            # every first occurrence, so unique() runs on one row per dump, not per entry.
             pair_keys = ["source_file", *(["rank"] if "rank" in frame.columns else [])]
-            run_start = pl.any_horizontal(
-                pl.int_range(pl.len()) == 0, *(pl.col(k).ne_missing(pl.col(k).shift(1)) for k in pair_keys)
-            )
-            pairs = frame.select(pair_keys).filter(run_start).unique(maintain_order=True)
+            pairs = frame.select(pair_keys).filter(run_start(*pair_keys)).unique(maintain_order=True)
             for row in pairs.iter_rows():
                 rel = row[0]
                 if rel is None:
@@ -1261,6 +1256,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     # in order of first appearance, not millions of entries.
     uses = (
         entries.select("rank", "pg_id", "pg_name", "pg_desc")
+        .filter(run_start("rank", "pg_id", "pg_name", "pg_desc"))
         .unique(maintain_order=True)
         .with_columns(pl.col("pg_name", "pg_desc").cast(pl.String))
     )
@@ -1315,7 +1311,8 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     calls = tables["fr_calls"]
     if calls.num_rows:
         # Keyed by the kept entries: calls of a dropped dump find no key and are dropped with it.
-        calls = attach_keys(calls, entries.select("source_file", "pg_name", "rank", "group_key"))
+        keyed = entries.select("source_file", "pg_name", "rank", "group_key")
+        calls = attach_keys(calls, keyed.filter(run_start(*keyed.columns)))
     if status.height:
         status = (
             status.drop("pg_name", "group_key")
