@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from .tables import Tables
+from .tables import Tables, replace_column
 
 MIN_COLLECTIVES = 5
 # Completions used per estimate: beyond this, every k-th sequence number is kept (the same ones on
@@ -112,7 +112,5 @@ def shift_host_times(table: pa.Table, columns: tuple[str, ...], offsets_ns: dict
     offset = pl.col("host").cast(pl.String).replace_strict(offsets_ns, default=0, return_dtype=pl.Int64)
     shifted = frame.select([(pl.col(c) - offset).alias(c) for c in present])
     for column in present:
-        index = table.schema.get_field_index(column)
-        values = shifted[column].to_arrow().cast(table.schema.field(column).type)
-        table = table.set_column(index, table.schema.field(column), values)
+        table = replace_column(table, column, shifted[column].to_arrow())
     return table

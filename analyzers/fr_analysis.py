@@ -299,13 +299,17 @@ def _build(tables: Tables) -> FrView:
         for r, h in ranked_runs.select("rank", "host").unique(subset="rank", keep="first").iter_rows()
     }
     calls, calls_table = _calls(tables, groups)
+    # Lazy: an eager group-by carries every column of the frame and, over the hundred-odd
+    # chunks of thousands of ranks, joins them all into one copy first (+3.4 GB at 8,192 ranks).
     per_rank = (
-        calls.group_by("group_key", "rank")
+        calls.lazy()
+        .group_by("group_key", "rank")
         .agg(
             pl.col("collective_seq_id").max().alias("enq_e"),
             pl.col("collective_seq_id").filter(pl.col("done")).max().alias("comp_e"),
         )
         .with_columns(pl.col("group_key").cast(pl.String))
+        .collect()
     )
     if tables.has("fr_status"):
         status = (

@@ -13,9 +13,10 @@ import pyarrow as pa
 
 from .clock import HOURS_NS, estimate_offsets, shift_host_times
 from .ingest.engine import IngestResult
+from .ingest.fr_calls import run_start
 from .ingest.manifest import Manifest
 from .report import Problem
-from .tables import Tables, conform
+from .tables import Tables, conform, replace_column
 
 # Host-clock columns per table: the host's offset is removed from these.
 _TIME_COLUMNS = {
@@ -135,8 +136,7 @@ def _fill_rank_from_pid(name: str, table: pa.Table, manifest: Manifest) -> pa.Ta
     if merged is None:
         return table
     ranks = merged.select(pl.coalesce("rank", "_rank").alias("rank"))["rank"].to_arrow()
-    index = table.schema.get_field_index("rank")
-    return table.set_column(index, table.schema.field(index), ranks.cast(table.schema.field(index).type))
+    return replace_column(table, "rank", ranks)
 
 
 def build_identity(tables: Tables, manifest: Manifest) -> tuple[pa.Table, list[Problem]]:
@@ -217,7 +217,12 @@ def build_identity(tables: Tables, manifest: Manifest) -> tuple[pa.Table, list[P
                 nic=nic,
             )
     if tables.has("fr_entries"):
-        fr = tables.df("fr_entries", ["rank", "host", "source_file"]).unique(subset="rank").sort("rank")
+        fr = (
+            tables.df("fr_entries", ["rank", "host", "source_file"])
+            .filter(run_start("rank", "host", "source_file"))
+            .unique(subset="rank")
+            .sort("rank")
+        )
         for rank, host, source_file in fr.iter_rows():
             if rank is not None:
                 fact(rank, f"flight_recorder:{source_file}", False, host=host)

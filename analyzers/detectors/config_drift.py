@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ..dcgm_signals import composite_key, with_label
+from ..ingest.fr_calls import run_start
 from ..report import Affected, Confidence, Culprit, Evidence, Severity, Verdict, excerpt
 from ..tables import Tables
 from .base import Detector
@@ -58,6 +59,7 @@ def _nccl_versions(tables: Tables) -> list[_Fact]:
     if tables.has("fr_entries") and "comm_lib_version" in tables["fr_entries"].column_names:
         frame = (
             tables.df("fr_entries", ["rank", "host", "comm_lib_version", "source_file"])
+            .filter(run_start("rank", "host", "comm_lib_version", "source_file"))
             .filter(
                 pl.col("comm_lib_version").is_not_null()
                 & (pl.col("comm_lib_version") != "")

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from ..report import Problem
 from ..selftel import SourceWire
-from ..tables import conform
+from ..tables import conform, replace_column
 from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
 from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
@@ -1092,38 +1092,91 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
 # -- finalize ---------------------------------------------------------------------------------
 
 
+# Rows of the entries that finalize converts to Polars at a time: its memory stays that of one
+# slice plus a few facts per dump, whatever the incident's size.
+FINALIZE_SLICE_ROWS = 1 << 18
+
+
+class _EntryFacts:
+    """What finalize needs from every entry, gathered one slice at a time.
+
+    ``heads`` holds the first row of each run of equal (file, rank, group) in the entries:
+    every first occurrence of each, in order (a slice boundary only adds a row). ``files`` holds
+    per dump what decides which of two dumps of one rank is kept; ``all_gathers`` the largest
+    all_gather output/input ratio per dump and group name.
+    """
+
+    KEYS = ("source_file", "rank", "pg_id", "pg_name", "pg_desc")
+
+    def __init__(self, entries: pa.Table) -> None:
+        heads: list[pl.DataFrame] = []
+        files: list[pl.DataFrame] = []
+        all_gathers: list[pl.DataFrame] = []
+        light = entries.select([*self.KEYS, "time_created_ns", "op", "input_numel", "output_numel"])
+        for offset in range(0, entries.num_rows, FINALIZE_SLICE_ROWS):
+            part = light.slice(offset, FINALIZE_SLICE_ROWS)
+            # A null-free stack_id has no validity bitmap: its values are never read.
+            has_frames = pc.is_valid(entries.column("stack_id").slice(offset, FINALIZE_SLICE_ROWS))
+            frame = pl.from_arrow(part.append_column("has_frames", has_frames), rechunk=True)
+            assert isinstance(frame, pl.DataFrame)
+            heads.append(frame.select(self.KEYS).filter(run_start(*self.KEYS)))
+            files.append(
+                frame.group_by("source_file", maintain_order=True).agg(
+                    pl.col("has_frames").any().alias("f"),
+                    pl.len().alias("n"),
+                    pl.col("time_created_ns").max().alias("t"),
+                )
+            )
+            all_gathers.append(_all_gather_ratios(frame))
+        none = pl.from_arrow(light.select(self.KEYS).slice(0, 0))
+        assert isinstance(none, pl.DataFrame)
+        self.heads = pl.concat(heads) if heads else none
+        self.files = pl.concat(files) if files else None
+        self.all_gathers = pl.concat(all_gathers) if all_gathers else None
+
+    def file_stats(self) -> dict[str, tuple[int, int, int]]:
+        """Per file: (has frames, entry count, last time): what decides which duplicate to keep."""
+        if self.files is None:
+            return {}
+        stats = self.files.group_by("source_file").agg(
+            pl.col("f").any().cast(pl.Int64), pl.col("n").sum(), pl.col("t").max().fill_null(0)
+        )
+        return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in stats.iter_rows()}
+
+    def all_gather_ratios(self) -> dict[str, int]:
+        """Per group name, the largest all_gather output/input numel ratio (the group's size)."""
+        if self.all_gathers is None:
+            return {}
+        ratios = self.all_gathers.group_by("pg_name").agg(pl.col("k").max())
+        return {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
+
+    def drop(self, dropped: set[str]) -> None:
+        """Forget the facts of the ``dropped`` dumps."""
+        kept = ~pl.col("source_file").is_in(sorted(dropped))
+        self.heads = self.heads.filter(kept)
+        self.files = self.files.filter(kept) if self.files is not None else None
+        self.all_gathers = self.all_gathers.filter(kept) if self.all_gathers is not None else None
+
+
 def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
     problems: list[Problem] = []
-    # The big entries table stays in Arrow; the cross-file logic works on a light projection and
-    # the results are set back as columns (no full Arrow -> Polars -> Arrow round trip). The
-    # projections are joined into one chunk on conversion: the group-bys and joins below cost
-    # more on the ingest's chunks (one per dump serially, a few dozen in parallel) than one copy.
+    # The big entries table stays in Arrow: the cross-file logic works on facts gathered one
+    # slice at a time (a few rows per dump), and each entry's rank and group key are set back as
+    # columns computed slice by slice.
     full = tables["fr_entries"]
-    light = full.select(
-        [
-            "source_file",
-            "rank",
-            "pg_id",
-            "pg_name",
-            "pg_desc",
-            "time_created_ns",
-            "op",
-            "input_numel",
-            "output_numel",
-        ]
-    ).append_column("has_frames", pc.is_valid(full.column("stack_id")))
-    entries = pl.from_arrow(light, rechunk=True)
+    facts = _EntryFacts(full)
+    heads = facts.heads
     status = pl.from_arrow(tables["fr_status"], rechunk=True)
     config = pl.from_arrow(tables["fr_groups"], rechunk=True)
     assert (
-        isinstance(entries, pl.DataFrame)
+        isinstance(heads, pl.DataFrame)
         and isinstance(status, pl.DataFrame)
         and isinstance(config, pl.DataFrame)
     )
 
     # 1. One rank per file.
     files: dict[str, int | None] = {}
-    for frame in (entries, status, config):
+    for frame in (heads, status, config):
         if frame.height:
             pair_keys = ["source_file", *(["rank"] if "rank" in frame.columns else [])]
             pairs = frame.select(pair_keys).filter(run_start(*pair_keys)).unique(maintain_order=True)
@@ -1166,7 +1219,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             by_rank.setdefault(rank, []).append(rel)
     dropped: set[str] = set()
     if any(len(v) > 1 for v in by_rank.values()):
-        stats = _file_stats(entries)
+        stats = facts.file_stats()
         for rank, rels in sorted(by_rank.items()):
             if len(rels) < 2:
                 continue
@@ -1194,7 +1247,8 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         full = full.filter(
             pc.invert(pc.is_in(full.column("source_file"), value_set=pa.array(sorted(dropped))))
         )
-        entries = entries.filter(~pl.col("source_file").is_in(list(dropped)))
+        facts.drop(dropped)
+        heads = facts.heads
         status = status.filter(~pl.col("source_file").is_in(list(dropped)))
         config = config.filter(~pl.col("source_file").is_in(list(dropped)))
         files = {k: v for k, v in files.items() if k not in dropped}
@@ -1202,22 +1256,22 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         {"source_file": list(files), "_rank": [files[k] for k in files]},
         schema={"source_file": pl.String, "_rank": pl.Int32},
     )
+    ranks_by_file = {k: v for k, v in files.items() if v is not None}
 
     def with_rank(frame: pl.DataFrame) -> pl.DataFrame:
         # A mapped column, not a join: joins would copy every (nested) column of the big table.
         if frame.height == 0 or frame["rank"].null_count() == 0:
             return frame
-        mapping = {k: v for k, v in files.items() if v is not None}
         return frame.with_columns(
             pl.coalesce(
                 "rank",
                 pl.col("source_file")
                 .cast(pl.String)
-                .replace_strict(mapping, default=None, return_dtype=pl.Int32),
+                .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
             ).alias("rank")
         )
 
-    entries = with_rank(entries)
+    heads = with_rank(heads)
     if full.num_rows:
         # One vectorised pass over every dump (cheaper than per file: fixed costs paid once).
         for column in ("input", "output"):
@@ -1229,14 +1283,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
                 and not pc.any(pc.and_(pc.is_null(numel), pc.is_valid(shapes))).as_py()
             ):
                 continue
-            full = full.set_column(
-                full.schema.get_field_index(f"{column}_numel"),
-                f"{column}_numel",
-                numel_series(pl.Series("s", shapes)).to_arrow().cast(pa.int64()),
-            )
-        full = full.set_column(
-            full.schema.get_field_index("rank"), "rank", entries["rank"].to_arrow().cast(pa.int32())
-        )
+            full = replace_column(full, f"{column}_numel", numel_series(pl.Series("s", shapes)).to_arrow())
     status = with_rank(status)
     config = (
         config.join(rank_map, on="source_file", how="left")
@@ -1255,8 +1302,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     # Which ranks use which groups needs only each dump's few distinct (rank, pg_id, name, desc),
     # in order of first appearance, not millions of entries.
     uses = (
-        entries.select("rank", "pg_id", "pg_name", "pg_desc")
-        .filter(run_start("rank", "pg_id", "pg_name", "pg_desc"))
+        heads.select("rank", "pg_id", "pg_name", "pg_desc")
         .unique(maintain_order=True)
         .with_columns(pl.col("pg_name", "pg_desc").cast(pl.String))
     )
@@ -1267,7 +1313,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         [
             manifest.world_size or 0,
             (max(dumped) + 1) if dumped else 0,
-            *_world_hints(entries, uses),
+            *_world_hints(facts.all_gather_ratios(), uses),
         ]
     )
     highest_member = config.select(pl.col("ranks").list.max().max()).item() if config.height else None
@@ -1289,14 +1335,14 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
         group_rows["size"].append(len(members))
         group_rows["membership_source"].append(source)
         group_rows["dumped_ranks"].append(sorted(set(members) & dumped_set))
-    if entries.height:
+    if heads.height:
         # A join with the few thousand (rank, name) pairs: no per-entry string is built.
         keys = pl.DataFrame(
             assignment,
-            schema={"rank": entries.schema["rank"], "pg_name": pl.String, "group_key": pl.String},
+            schema={"rank": heads.schema["rank"], "pg_name": pl.String, "group_key": pl.String},
             orient="row",
         ).unique(subset=["rank", "pg_name"], keep="last", maintain_order=True)
-        entries = entries.with_columns(_group_keys(entries, keys))
+        heads = heads.with_columns(_group_keys(heads, keys))
         # pg_status is keyed by the process-local pg_id: the rank's entries tie it to a name.
         names = (
             uses.join(keys, on=["rank", "pg_name"], how="left", maintain_order="left")
@@ -1304,6 +1350,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             .drop_nulls(["rank", "pg_id"])
             .unique(subset=["rank", "pg_id"], keep="first", maintain_order=True)
         )
+        full = _with_keys(full, keys, ranks_by_file)
     else:
         names = pl.DataFrame(
             schema={"rank": pl.Int32, "pg_id": pl.Int64, "pg_name": pl.String, "group_key": pl.String}
@@ -1311,19 +1358,12 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
     calls = tables["fr_calls"]
     if calls.num_rows:
         # Keyed by the kept entries: calls of a dropped dump find no key and are dropped with it.
-        keyed = entries.select("source_file", "pg_name", "rank", "group_key")
-        calls = attach_keys(calls, keyed.filter(run_start(*keyed.columns)))
+        calls = attach_keys(calls, heads.select("source_file", "pg_name", "rank", "group_key"))
     if status.height:
         status = (
             status.drop("pg_name", "group_key")
             .join(names.rename({"pg_name": "_n", "group_key": "_k"}), on=["rank", "pg_id"], how="left")
             .rename({"_n": "pg_name", "_k": "group_key"})
-        )
-    if full.num_rows:
-        full = full.set_column(
-            full.schema.get_field_index("group_key"),
-            "group_key",
-            entries["group_key"].to_arrow().cast(DICTIONARY_STRING),
         )
     stacks_parts = tables.get("fr_stacks")
     if stacks_parts is not None and stacks_parts.num_rows:
@@ -1362,31 +1402,56 @@ def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
     return keyed.alias("group_key")
 
 
-def _world_hints(entries: pl.DataFrame, uses: pl.DataFrame) -> tuple[int, int]:
+def _with_keys(entries: pa.Table, keys: pl.DataFrame, ranks_by_file: dict[str, int]) -> pa.Table:
+    """``entries`` with each row's ``group_key``, and its rank where the dump's name gave none.
+
+    Computed one slice at a time from the rank, name (and file) columns only.
+    """
+    ranks: list[pa.Array] = []
+    group_keys: list[pa.Array] = []
+    filled = entries.column("rank").null_count > 0
+    columns = ["rank", "pg_name", *(["source_file"] if filled else [])]
+    for offset in range(0, entries.num_rows, FINALIZE_SLICE_ROWS):
+        part = pl.from_arrow(entries.select(columns).slice(offset, FINALIZE_SLICE_ROWS), rechunk=True)
+        assert isinstance(part, pl.DataFrame)
+        if filled and part["rank"].null_count():
+            part = part.with_columns(
+                pl.coalesce(
+                    "rank",
+                    pl.col("source_file")
+                    .cast(pl.String)
+                    .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
+                ).alias("rank")
+            )
+        ranks.append(part["rank"].to_arrow().cast(pa.int32()))
+        group_keys.append(_group_keys(part, keys).to_arrow().cast(DICTIONARY_STRING))
+    if filled:
+        entries = replace_column(entries, "rank", pa.chunked_array(ranks, pa.int32()))
+    return replace_column(entries, "group_key", pa.chunked_array(group_keys, DICTIONARY_STRING))
+
+
+def _world_hints(implied: dict[str, int], uses: pl.DataFrame) -> tuple[int, int]:
     """World sizes the entries imply: (default group's all_gather, subgroups sharing a desc).
 
-    ``uses`` holds the distinct (rank, pg_id, pg_name, pg_desc) of ``entries`` in order of
-    first appearance.
+    ``implied`` holds the all_gather ratio per group name (:meth:`_EntryFacts.all_gather_ratios`);
+    ``uses`` the distinct (rank, pg_id, pg_name, pg_desc) of the entries in order of first
+    appearance.
     """
-    implied = _all_gather_ratios(entries)
     default = implied.get(DEFAULT_PG, 0)
     return (default if default < 1_000_000 else 0), _subgroup_world_hint(uses, implied)
 
 
-def _all_gather_ratios(entries: pl.DataFrame) -> dict[str, int]:
-    """Per group name, the largest all_gather output/input numel ratio (the group's size)."""
-    if entries.height == 0:
-        return {}
-    ratios = (
+def _all_gather_ratios(entries: pl.DataFrame) -> pl.DataFrame:
+    """Per file and group name, the largest all_gather output/input numel ratio (``k``)."""
+    return (
         entries.filter(
             pl.col("op").is_in(["all_gather", "_all_gather_base", "all_gather_into_tensor"])
             & (pl.col("input_numel") > 0)
             & (pl.col("output_numel") % pl.col("input_numel") == 0)
         )
-        .group_by("pg_name")
+        .group_by("source_file", "pg_name")
         .agg((pl.col("output_numel") // pl.col("input_numel")).max().alias("k"))
     )
-    return {n: int(k) for n, k in ratios.iter_rows() if n is not None and k is not None}
 
 
 def _subgroup_world_hint(uses: pl.DataFrame, implied: dict[str, int]) -> int:
@@ -1429,18 +1494,6 @@ def _subgroup_world_hint(uses: pl.DataFrame, implied: dict[str, int]) -> int:
             if size < 1_000_000:
                 hint = max(hint, len(parts) * size)
     return hint
-
-
-def _file_stats(entries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
-    """Per file: (has frames, entry count, last time) — what decides which duplicate to keep."""
-    if entries.height == 0:
-        return {}
-    stats = entries.group_by("source_file").agg(
-        pl.col("has_frames").any().cast(pl.Int64).alias("f"),
-        pl.len().alias("n"),
-        pl.col("time_created_ns").max().fill_null(0).alias("t"),
-    )
-    return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in stats.iter_rows()}
 
 
 def _memberships(

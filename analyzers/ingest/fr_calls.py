@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..tables import conform
+from ..tables import conform, replace_column
 
 ALL_REDUCE_OPS = frozenset({"all_reduce", "allreduce", "allreduce_coalesced", "all_reduce_coalesced"})
 ALL_GATHER_OPS = frozenset(
@@ -159,9 +159,7 @@ def attach_keys(calls: pa.Table, keys: pl.DataFrame) -> pa.Table:
     codes = pairs.select(file_and_name).to_series()
     ranks = codes.replace_strict(lookup["code"], lookup["rank"], default=None, return_dtype=pl.Int32)
     group_keys = text_at(codes, lookup["code"], lookup["group_key"])
-    table = calls.set_column(calls.schema.get_field_index("rank"), "rank", ranks.to_arrow()).set_column(
-        calls.schema.get_field_index("group_key"), "group_key", group_keys
-    )
+    table = replace_column(replace_column(calls, "rank", ranks.to_arrow()), "group_key", group_keys)
     if ranks.null_count() or group_keys.null_count:
         table = table.filter(pc.and_(ranks.is_not_null().to_arrow(), group_keys.is_valid()))
     return table

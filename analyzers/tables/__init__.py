@@ -93,6 +93,33 @@ def concat(name: str, parts: Iterable[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
+def replace_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``table`` with column ``name`` replaced by ``values``, chunked like the column it replaces.
+
+    Polars joins every column of a frame into one copy when its columns are chunked
+    differently (a whole calls table at thousands of ranks), so a column computed in one
+    piece is laid out in the table's chunks: zero-copy slices of one array; only a piece that
+    spans two of ``values``' own chunks is joined.
+    """
+    index = table.schema.get_field_index(name)
+    field = table.schema.field(index)
+    values = values.cast(field.type) if values.type != field.type else values
+    whole = values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values], field.type)
+    old = table.column(index)
+    if len(whole) != table.num_rows or old.num_chunks <= 1:
+        return table.set_column(index, field, whole)
+    pieces: list[pa.Array] = []
+    offset = 0
+    for chunk in old.chunks:
+        part = whole.slice(offset, len(chunk)).chunks
+        if len(part) == 1:
+            pieces.append(part[0])
+        else:
+            pieces.append(pa.concat_arrays(part) if part else pa.array([], field.type))
+        offset += len(chunk)
+    return table.set_column(index, field, pa.chunked_array(pieces, field.type))
+
+
 # Below this many rows per chunk on average, ``Tables.df`` joins a table's chunks.
 SMALL_CHUNK_ROWS = 4_096
 

@@ -7,7 +7,7 @@ import gc
 import polars as pl
 import pyarrow as pa
 
-from tracecore.analyzers.tables import _DERIVED, SMALL_CHUNK_ROWS, Tables, derived
+from tracecore.analyzers.tables import _DERIVED, SMALL_CHUNK_ROWS, Tables, derived, replace_column
 from tracecore.analyzers.tables.schemas import DICTIONARY_STRING, coded, constant
 
 
@@ -82,3 +82,46 @@ def test_dictionary_chunks_with_different_dictionaries_read_as_one_categorical()
     assert frame.schema["host"] == pl.Categorical
     assert frame["host"].to_list() == ["node-a", "node-a", "node-b", "node-b"]
     assert frame.filter(pl.col("op") == "send")["host"].to_list() == ["node-a", "node-b"]
+
+
+def _layout(column: pa.ChunkedArray) -> list[int]:
+    return [len(chunk) for chunk in column.chunks]
+
+
+def test_replace_column_keeps_the_tables_chunk_layout() -> None:
+    table = _chunked(rows_per_chunk=3, chunks=4).append_column(
+        "seq", pa.chunked_array([pa.array(range(i * 3, i * 3 + 3), pa.int64()) for i in range(4)])
+    )
+    # One piece, as computed in Polars: laid out in the table's chunks of 3 rows.
+    one_piece = pa.array(range(100, 112), pa.int64())
+    replaced = replace_column(table, "seq", one_piece)
+    assert _layout(replaced.column("seq")) == [3, 3, 3, 3]
+    assert replaced.column("seq").to_pylist() == list(range(100, 112))
+    # Other chunking (slices of 5 rows, as finalize computes them): pieces across two are joined.
+    sliced = pa.chunked_array([pa.array(range(i, min(i + 5, 12)), pa.int32()) for i in range(0, 12, 5)])
+    replaced = replace_column(table, "rank", sliced)
+    assert _layout(replaced.column("rank")) == [3, 3, 3, 3]
+    assert replaced.column("rank").to_pylist() == list(range(12))
+    assert replaced.column("rank").type == pa.int32()
+    # Dictionary columns (categorical in Polars) and a cast to the field's type.
+    texts = pa.DictionaryArray.from_arrays(pa.array([0, 1] * 6, pa.int32()), pa.array(["a", "b"]))
+    replaced = replace_column(table, "op", texts)
+    assert _layout(replaced.column("op")) == [3, 3, 3, 3]
+    assert replaced.column("op").to_pylist() == ["a", "b"] * 6
+    # Aligned columns convert without Polars joining the frame's chunks.
+    frame = pl.from_arrow(replaced, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.n_chunks("all") == [4, 4, 4]
+
+
+def test_replace_column_with_an_empty_chunk_in_the_table() -> None:
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch({"v": pa.array([1, 2], pa.int64())}),
+            pa.record_batch({"v": pa.array([], pa.int64())}),
+            pa.record_batch({"v": pa.array([3], pa.int64())}),
+        ]
+    )
+    replaced = replace_column(table, "v", pa.array([7, 8, 9], pa.int64()))
+    assert _layout(replaced.column("v")) == [2, 0, 1]
+    assert replaced.column("v").to_pylist() == [7, 8, 9]
