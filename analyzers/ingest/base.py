@@ -8,6 +8,7 @@ accepted rows, rejected records counted by reason, and problems with their posit
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -65,6 +66,10 @@ class FinalizeOutput:
     problems: list[Problem] = field(default_factory=list)
 
 
+def keep_pages() -> None:
+    """``release_pages`` where nothing is mapped: nothing to hand back."""
+
+
 class SourceParser:
     """Base class of every source parser. Subclasses set the class attributes and ``parse``."""
 
@@ -94,6 +99,13 @@ class SourceParser:
         """
         return {}
 
-    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
-        """Cross-file step run once after all files of this source are parsed."""
+    def finalize(
+        self, tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
+    ) -> FinalizeOutput:
+        """Cross-file step run once after all files of this source are parsed.
+
+        ``release_pages`` hands back the memory-mapped pages of ``tables`` read so far (see
+        ``Tables.release_pages``): a step that reads millions of rows part by part calls it
+        after each part, so its memory stays that of one part.
+        """
         return FinalizeOutput(tables)

@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -42,6 +43,7 @@ from .base import (
     FinalizeOutput,
     ParseOutput,
     SourceParser,
+    keep_pages,
 )
 from .manifest import Manifest, normalize_pci, tzinfo_for
 
@@ -147,7 +149,9 @@ class DcgmParser(SourceParser):
             out.records = parsed["gpu_metrics"].num_rows
         return out
 
-    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+    def finalize(
+        self, tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
+    ) -> FinalizeOutput:
         """Keep one ``gpu_labels`` row per label set (files that share label sets each listed it)."""
         labels = tables.get("gpu_labels")
         if labels is not None and labels.num_rows:

@@ -31,7 +31,16 @@ from ..selftel import SourceWire
 from ..tables import conform, replace_column
 from ..tables.schemas import DICTIONARY_STRING, FRAME, SHAPES, coded, constant
 from . import fr_native, safe_pickle
-from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
+from .base import (
+    CLAIM,
+    NO_CLAIM,
+    STRONG_CLAIM,
+    FileContext,
+    FinalizeOutput,
+    ParseOutput,
+    SourceParser,
+    keep_pages,
+)
 from .fr_calls import attach_keys, calls_table, pair_code, run_start, text_at, text_code
 from .manifest import Manifest
 
@@ -501,9 +510,11 @@ class FlightRecorderParser(SourceParser):
         """``fr_calls`` from the entries (a call never spans dumps: folded next to the parse)."""
         return {"fr_calls": calls_table(table)} if name == "fr_entries" else {}
 
-    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+    def finalize(
+        self, tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
+    ) -> FinalizeOutput:
         """Settle ranks, drop duplicate claims (reported), decide group membership, fill group keys."""
-        return _finalize(tables, manifest)
+        return _finalize(tables, manifest, release_pages)
 
 
 def _is_entry(value: Any) -> bool:
@@ -1093,22 +1104,23 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
 
 
 # Rows of the entries that finalize converts to Polars at a time: its memory stays that of one
-# slice plus a few facts per dump, whatever the incident's size.
+# slice plus a few facts per dump, whatever the incident's size (the mapped pages each slice
+# read are handed back after it).
 FINALIZE_SLICE_ROWS = 1 << 18
 
 
 class _EntryFacts:
     """What finalize needs from every entry, gathered one slice at a time.
 
-    ``heads`` holds the first row of each run of equal (file, rank, group) in the entries:
-    every first occurrence of each, in order (a slice boundary only adds a row). ``files`` holds
+    ``heads`` holds each slice's distinct (file, rank, group) rows in order of first appearance:
+    every first occurrence in the entries, in order, with a few repeats. ``files`` holds
     per dump what decides which of two dumps of one rank is kept; ``all_gathers`` the largest
     all_gather output/input ratio per dump and group name.
     """
 
     KEYS = ("source_file", "rank", "pg_id", "pg_name", "pg_desc")
 
-    def __init__(self, entries: pa.Table) -> None:
+    def __init__(self, entries: pa.Table, release_pages: Callable[[], None]) -> None:
         heads: list[pl.DataFrame] = []
         files: list[pl.DataFrame] = []
         all_gathers: list[pl.DataFrame] = []
@@ -1119,7 +1131,8 @@ class _EntryFacts:
             has_frames = pc.is_valid(entries.column("stack_id").slice(offset, FINALIZE_SLICE_ROWS))
             frame = pl.from_arrow(part.append_column("has_frames", has_frames), rechunk=True)
             assert isinstance(frame, pl.DataFrame)
-            heads.append(frame.select(self.KEYS).filter(run_start(*self.KEYS)))
+            # Entries alternate between groups: runs of equal keys are short, distinct keys few.
+            heads.append(frame.select(self.KEYS).unique(maintain_order=True))
             files.append(
                 frame.group_by("source_file", maintain_order=True).agg(
                     pl.col("has_frames").any().alias("f"),
@@ -1128,6 +1141,7 @@ class _EntryFacts:
                 )
             )
             all_gathers.append(_all_gather_ratios(frame))
+            release_pages()
         none = pl.from_arrow(light.select(self.KEYS).slice(0, 0))
         assert isinstance(none, pl.DataFrame)
         self.heads = pl.concat(heads) if heads else none
@@ -1158,13 +1172,15 @@ class _EntryFacts:
         self.all_gathers = self.all_gathers.filter(kept) if self.all_gathers is not None else None
 
 
-def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+def _finalize(
+    tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
+) -> FinalizeOutput:
     problems: list[Problem] = []
     # The big entries table stays in Arrow: the cross-file logic works on facts gathered one
     # slice at a time (a few rows per dump), and each entry's rank and group key are set back as
     # columns computed slice by slice.
     full = tables["fr_entries"]
-    facts = _EntryFacts(full)
+    facts = _EntryFacts(full, release_pages)
     heads = facts.heads
     status = pl.from_arrow(tables["fr_status"], rechunk=True)
     config = pl.from_arrow(tables["fr_groups"], rechunk=True)
@@ -1350,7 +1366,7 @@ def _finalize(tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput
             .drop_nulls(["rank", "pg_id"])
             .unique(subset=["rank", "pg_id"], keep="first", maintain_order=True)
         )
-        full = _with_keys(full, keys, ranks_by_file)
+        full = _with_keys(full, keys, ranks_by_file, release_pages)
     else:
         names = pl.DataFrame(
             schema={"rank": pl.Int32, "pg_id": pl.Int64, "pg_name": pl.String, "group_key": pl.String}
@@ -1402,7 +1418,9 @@ def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
     return keyed.alias("group_key")
 
 
-def _with_keys(entries: pa.Table, keys: pl.DataFrame, ranks_by_file: dict[str, int]) -> pa.Table:
+def _with_keys(
+    entries: pa.Table, keys: pl.DataFrame, ranks_by_file: dict[str, int], release_pages: Callable[[], None]
+) -> pa.Table:
     """``entries`` with each row's ``group_key``, and its rank where the dump's name gave none.
 
     Computed one slice at a time from the rank, name (and file) columns only.
@@ -1425,6 +1443,7 @@ def _with_keys(entries: pa.Table, keys: pl.DataFrame, ranks_by_file: dict[str, i
             )
         ranks.append(part["rank"].to_arrow().cast(pa.int32()))
         group_keys.append(_group_keys(part, keys).to_arrow().cast(DICTIONARY_STRING))
+        release_pages()
     if filled:
         entries = replace_column(entries, "rank", pa.chunked_array(ranks, pa.int32()))
     return replace_column(entries, "group_key", pa.chunked_array(group_keys, DICTIONARY_STRING))

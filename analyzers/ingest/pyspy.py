@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -27,7 +27,16 @@ import pyarrow as pa
 
 from ..report import Problem
 from ..selftel import SourceWire
-from .base import CLAIM, NO_CLAIM, STRONG_CLAIM, FileContext, FinalizeOutput, ParseOutput, SourceParser
+from .base import (
+    CLAIM,
+    NO_CLAIM,
+    STRONG_CLAIM,
+    FileContext,
+    FinalizeOutput,
+    ParseOutput,
+    SourceParser,
+    keep_pages,
+)
 from .manifest import Manifest, tzinfo_for
 
 # --- text dump layout (py-spy src/dump.rs) -------------------------------------------------
@@ -241,7 +250,9 @@ class PySpyParser(SourceParser):
         out.tables["stacks"] = _rows(snapshots, ctx, out)
         return out
 
-    def finalize(self, tables: dict[str, pa.Table], manifest: Manifest) -> FinalizeOutput:
+    def finalize(
+        self, tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
+    ) -> FinalizeOutput:
         """Give every snapshot of a process the rank another file (or the manifest) states for it."""
         table = tables.get("stacks")
         if table is None or table.num_rows == 0:
