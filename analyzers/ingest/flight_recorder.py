@@ -1172,6 +1172,50 @@ class _EntryFacts:
         self.all_gathers = self.all_gathers.filter(kept) if self.all_gathers is not None else None
 
 
+# Rows of the dumps' group configs converted at a time: every dump of a large job lists the
+# world's ranks, so the configs grow with the square of the ranks (2.4 GB of member lists at
+# 16,384 ranks); a slice holds at most this many of them.
+CONFIG_SLICE_ROWS = 1024
+
+
+class _GroupConfigs:
+    """The dumps' ``pg_config`` rows, each member list replaced by the id of its distinct value.
+
+    ``rows`` holds every row but ``ranks``, with ``ranks_id`` (null for no list) and
+    ``ranks_max``; ``members[ranks_id]`` is the list. Read one slice at a time, each distinct
+    list is kept once however many dumps repeat it.
+    """
+
+    def __init__(self, config: pa.Table, release_pages: Callable[[], None]) -> None:
+        self.members: list[list[int]] = []
+        known = pl.DataFrame(schema={"ranks": pl.List(pl.Int64), "ranks_id": pl.Int64})
+        rows: list[pl.DataFrame] = []
+        for offset in range(0, max(config.num_rows, 1), CONFIG_SLICE_ROWS):
+            frame = pl.from_arrow(config.slice(offset, CONFIG_SLICE_ROWS), rechunk=True)
+            assert isinstance(frame, pl.DataFrame)
+            frame = frame.with_columns(pl.col("ranks").cast(pl.List(pl.Int64)))
+            new = (
+                frame.select("ranks")
+                .drop_nulls()
+                .unique(maintain_order=True)
+                .join(known, on="ranks", how="anti")
+                .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("ranks_id") + len(self.members))
+            )
+            self.members.extend(new["ranks"].to_list())
+            known = pl.concat([known, new])
+            rows.append(
+                frame.with_columns(pl.col("ranks").list.max().alias("ranks_max"))
+                .join(known, on="ranks", how="left", maintain_order="left")
+                .drop("ranks")
+            )
+            release_pages()
+        self.rows = pl.concat(rows)
+
+    def lists(self, ids: Iterable[int | None]) -> list[list[int] | None]:
+        """The member lists of ``ids`` (None for a row without one)."""
+        return [self.members[i] if i is not None else None for i in ids]
+
+
 def _finalize(
     tables: dict[str, pa.Table], manifest: Manifest, release_pages: Callable[[], None] = keep_pages
 ) -> FinalizeOutput:
@@ -1183,7 +1227,8 @@ def _finalize(
     facts = _EntryFacts(full, release_pages)
     heads = facts.heads
     status = pl.from_arrow(tables["fr_status"], rechunk=True)
-    config = pl.from_arrow(tables["fr_groups"], rechunk=True)
+    configs = _GroupConfigs(tables["fr_groups"], release_pages)
+    config = configs.rows
     assert (
         isinstance(heads, pl.DataFrame)
         and isinstance(status, pl.DataFrame)
@@ -1208,10 +1253,11 @@ def _finalize(
     for rel, rank in list(files.items()):
         if rank is not None:
             continue
-        mine = sane_config.filter(pl.col("source_file") == rel)["ranks"].to_list()
+        mine = configs.lists(sane_config.filter(pl.col("source_file") == rel)["ranks_id"].to_list())
         candidates: set[int] | None = None
         for members in mine:
-            candidates = set(members) if candidates is None else candidates & set(members)
+            if members is not None:  # a sane config always lists its members
+                candidates = set(members) if candidates is None else candidates & set(members)
         claimed = {r for r in files.values() if r is not None}
         if candidates is not None:
             candidates -= claimed
@@ -1332,12 +1378,12 @@ def _finalize(
             *_world_hints(facts.all_gather_ratios(), uses),
         ]
     )
-    highest_member = config.select(pl.col("ranks").list.max().max()).item() if config.height else None
+    highest_member = config.select(pl.col("ranks_max").max()).item() if config.height else None
     if highest_member is not None:
         world = max(world, int(highest_member) + 1)
 
     # 4. Membership: sane pg_config first, inferred from the entries otherwise.
-    groups, assignment = _memberships(uses, config, world)
+    groups, assignment = _memberships(uses, config, configs.members, world)
     group_rows: dict[str, list[Any]] = {
         k: []
         for k in ("group_key", "pg_name", "pg_desc", "ranks", "size", "membership_source", "dumped_ranks")
@@ -1516,12 +1562,13 @@ def _subgroup_world_hint(uses: pl.DataFrame, implied: dict[str, int]) -> int:
 
 
 def _memberships(
-    uses: pl.DataFrame, config: pl.DataFrame, world: int
+    uses: pl.DataFrame, config: pl.DataFrame, member_lists: list[list[int]], world: int
 ) -> tuple[dict[str, tuple[str, str | None, list[int], str]], list[tuple[int, str, str]]]:
     """Groups (key → name, desc, members, source) and (rank, pg_name) → key assignments.
 
     ``uses`` holds the distinct (rank, pg_id, pg_name, pg_desc) of the entries in order of
-    first appearance.
+    first appearance; ``config`` the dumps' config rows, whose member lists are
+    ``member_lists[ranks_id]`` (:class:`_GroupConfigs`).
     """
     groups: dict[str, tuple[str, str | None, list[int], str]] = {}
     # Sane config sets per name; a rank's own config decides which set its entries belong to.
@@ -1532,16 +1579,17 @@ def _memberships(
         # each): each distinct (name, members) is read once, with all the dumps that report it.
         sane = (
             config.filter(pl.col("membership_source") == "config")
-            .group_by("pg_name", "ranks", maintain_order=True)
+            .group_by("pg_name", "ranks_id", maintain_order=True)
             .agg(
                 pl.col("pg_desc").first(),
                 pl.col("dumped_ranks").list.explode(keep_nulls=False, empty_as_null=False),
             )
         )
-        for name, members, desc, reporters in sane.iter_rows():
-            if name is None or not members:
+        for name, members_id, desc, reporters in sane.iter_rows():
+            listed = member_lists[members_id] if members_id is not None else None
+            if name is None or not listed:
                 continue
-            member_set = frozenset(members)
+            member_set = frozenset(listed)
             config_key = group_key(name, member_set)
             if config_key not in groups:
                 groups[config_key] = (name, desc, sorted(member_set), "config")
