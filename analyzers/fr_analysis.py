@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .ingest.fr_calls import ENTRY_COLUMNS, attach_keys, fold_calls, run_start
 from .report import Evidence, excerpt
-from .tables import Tables, conform
+from .tables import Tables, chunked_like, conform
 
 DEFAULT_PG = "0"
 
@@ -250,14 +250,24 @@ def _calls(tables: Tables, groups: dict[str, Group]) -> tuple[pl.DataFrame, pa.T
         .then((pl.col("numel_ratio_min") != size) | (pl.col("numel_ratio_max") != size))
         .otherwise(pl.col("numel_ratio_min") < size)
     )
-    frame = (
-        calls.with_columns(
-            (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
-        )
-        .drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
-        .with_row_index("_row")
-    )
+    # Both new columns are laid out in the frame's chunks: a column in one piece among chunked
+    # ones makes Polars join every column of the frame into one copy.
+    lengths = [len(chunk) for chunk in calls.get_column("collective_seq_id").get_chunks()]
+    syntax_bad = calls.select(
+        (pl.col("shape_bad").fill_null(False) | ratio_bad.fill_null(False)).alias("syntax_bad")
+    ).to_series()
+    rows = pl.int_range(calls.height, dtype=pl.UInt32, eager=True).alias("_row")
+    aligned = [_laid_out(series, lengths) for series in (rows, syntax_bad)]
+    kept = calls.drop("shape_bad", "numel_ratio_min", "numel_ratio_max")
+    frame = pl.DataFrame([aligned[0], *kept.get_columns(), aligned[1]])
     return frame, table
+
+
+def _laid_out(series: pl.Series, lengths: list[int]) -> pl.Series:
+    """``series`` in chunks of ``lengths`` (:func:`chunked_like`), under the same name."""
+    laid_out = pl.from_arrow(chunked_like(series.to_arrow(), lengths), rechunk=False)
+    assert isinstance(laid_out, pl.Series)
+    return laid_out.alias(series.name)
 
 
 def per_group(values: Mapping[str, int], default: int | None = None) -> pl.Expr:

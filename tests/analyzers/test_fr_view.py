@@ -6,6 +6,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+import tracecore.analyzers.tables as tables_module
 from tests.helpers.incident import ingest_serial
 from tests.helpers.paths import INCIDENTS
 from tracecore.analyzers.fr_analysis import entry_row, fr_view, locate_rows, p2p_entries
@@ -77,3 +78,22 @@ def test_entry_row_is_the_first_entry_of_the_rank_at_that_sequence_number(name: 
         row = entry_row(view, rank, key, seq)
         assert row is not None and (row["rank"], row["source_line"]) == (rank, line)
     assert entry_row(view, 0, "no-such-group", 1) is None
+
+
+def test_calls_frame_columns_share_the_tables_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ingest in parallel hands the calls over in large record batches; every column of the
+    # view's frame, those it computes included, keeps that layout (a column in one piece among
+    # chunked ones makes Polars copy the whole frame into one chunk). Chunks this small would
+    # be joined on conversion: the threshold is lowered so they are kept.
+    monkeypatch.setattr(tables_module, "SMALL_CHUNK_ROWS", 1)
+    tables = ingest_serial(INCIDENTS / "fr-coalesced-ws4-pickle").tables
+    calls = tables["fr_calls"]
+    batched = pa.Table.from_batches(calls.to_batches(max_chunksize=max(1, calls.num_rows // 3)))
+    view = fr_view(tables.with_table("fr_calls", batched))
+    assert view is not None
+    assert set(view.calls.n_chunks("all")) == {batched.column(0).num_chunks}
+    assert batched.column(0).num_chunks > 1
+    assert view.calls["_row"].to_list() == list(range(calls.num_rows))
+    whole = fr_view(tables)
+    assert whole is not None
+    assert view.calls.equals(whole.calls)
