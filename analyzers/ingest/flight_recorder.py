@@ -1229,11 +1229,7 @@ def _finalize(
     status = pl.from_arrow(tables["fr_status"], rechunk=True)
     configs = _GroupConfigs(tables["fr_groups"], release_pages)
     config = configs.rows
-    assert (
-        isinstance(heads, pl.DataFrame)
-        and isinstance(status, pl.DataFrame)
-        and isinstance(config, pl.DataFrame)
-    )
+    assert isinstance(status, pl.DataFrame)
 
     # 1. One rank per file.
     files: dict[str, int | None] = {}
@@ -1321,17 +1317,9 @@ def _finalize(
     ranks_by_file = {k: v for k, v in files.items() if v is not None}
 
     def with_rank(frame: pl.DataFrame) -> pl.DataFrame:
-        # A mapped column, not a join: joins would copy every (nested) column of the big table.
         if frame.height == 0 or frame["rank"].null_count() == 0:
             return frame
-        return frame.with_columns(
-            pl.coalesce(
-                "rank",
-                pl.col("source_file")
-                .cast(pl.String)
-                .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
-            ).alias("rank")
-        )
+        return frame.with_columns(_filled_rank(ranks_by_file))
 
     heads = with_rank(heads)
     if full.num_rows:
@@ -1464,6 +1452,19 @@ def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
     return keyed.alias("group_key")
 
 
+def _filled_rank(ranks_by_file: dict[str, int]) -> pl.Expr:
+    """Each row's rank or, where it has none, the one its dump was given (by file).
+
+    A mapped column, not a join: a join would copy every other column of the frame.
+    """
+    return pl.coalesce(
+        "rank",
+        pl.col("source_file")
+        .cast(pl.String)
+        .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
+    ).alias("rank")
+
+
 def _with_keys(
     entries: pa.Table, keys: pl.DataFrame, ranks_by_file: dict[str, int], release_pages: Callable[[], None]
 ) -> pa.Table:
@@ -1479,14 +1480,7 @@ def _with_keys(
         part = pl.from_arrow(entries.select(columns).slice(offset, FINALIZE_SLICE_ROWS), rechunk=True)
         assert isinstance(part, pl.DataFrame)
         if filled and part["rank"].null_count():
-            part = part.with_columns(
-                pl.coalesce(
-                    "rank",
-                    pl.col("source_file")
-                    .cast(pl.String)
-                    .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
-                ).alias("rank")
-            )
+            part = part.with_columns(_filled_rank(ranks_by_file))
         ranks.append(part["rank"].to_arrow().cast(pa.int32()))
         group_keys.append(_group_keys(part, keys).to_arrow().cast(DICTIONARY_STRING))
         release_pages()
