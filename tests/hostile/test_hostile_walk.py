@@ -157,35 +157,23 @@ def test_duplicate_content_is_reported_not_merged(hostile: ModuleType, tmp_path:
     assert sorted(f.rel for f in result.files) == ["node-1/logs/rank0.copy.log", "node-1/logs/rank1.log"]
 
 
-def test_same_size_files_with_equal_heads_are_not_duplicates(hostile: ModuleType, tmp_path: Path) -> None:
-    # Longer than the head that is hashed first: only the last line differs (same length).
-    body = hostile.BENIGN_LOG * (200_000 // len(hostile.BENIGN_LOG) + 1)
-    root = write_incident(
-        tmp_path / "incident",
-        {
-            "node-1/logs/rank0.log": body + "tail A\n",
-            "node-1/logs/rank1.log": body + "tail B\n",
-            "node-1/logs/rank2.log": body + "tail A\n",
-        },
-    )
-    try:
-        result = ingest_serial(root)
-    except Exception as exc:  # nothing claims the log yet
-        pytest.skip(f"no parser claims the benign log line yet: {exc}")
-    skipped = {s.file: s.reason for s in result.summary.skipped_files}
-    assert skipped == {"node-1/logs/rank2.log": "same content as node-1/logs/rank0.log (read once)"}
-    assert sorted(f.rel for f in result.files) == ["node-1/logs/rank0.log", "node-1/logs/rank1.log"]
-
-
-def test_same_size_files_with_equal_ends_are_not_duplicates(hostile: ModuleType, tmp_path: Path) -> None:
-    # Both ends (hashed first) agree, as in a large job's dumps; one line in the middle differs.
+@pytest.mark.parametrize("where", ["tail", "middle"])
+def test_same_size_files_that_differ_past_the_sampled_bytes_are_not_duplicates(
+    hostile: ModuleType, tmp_path: Path, where: str
+) -> None:
+    # Longer than the bytes hashed first: one line differs (same length), at the end, or in the
+    # middle with both ends (what is sampled) equal, as in a large job's dumps.
     body = hostile.BENIGN_LOG * (100_000 // len(hostile.BENIGN_LOG) + 1)
+
+    def content(mark: str) -> str:
+        return body + body + f"{where} {mark}\n" if where == "tail" else body + f"{where} {mark}\n" + body
+
     root = write_incident(
         tmp_path / "incident",
         {
-            "node-1/logs/rank0.log": body + "middle A\n" + body,
-            "node-1/logs/rank1.log": body + "middle B\n" + body,
-            "node-1/logs/rank2.log": body + "middle A\n" + body,
+            "node-1/logs/rank0.log": content("A"),
+            "node-1/logs/rank1.log": content("B"),
+            "node-1/logs/rank2.log": content("A"),
         },
     )
     try:
