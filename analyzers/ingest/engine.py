@@ -506,12 +506,13 @@ def ingest(
         for name, table in output.tables.items():
             per_table.setdefault(result.source, {}).setdefault(name, []).append(table)
     tables: dict[str, pa.Table] = {}
-    mapped = Tables({}, mapped=[m for result in results for m in result.mapped])
+    # The spool's mappings, so that finalize can hand back the pages it has read as it goes.
+    spool = Tables({}, mapped=[m for result in results for m in result.mapped])
     for parser in parsers:
         by_name = per_table.get(parser.source, {})
         source_tables = {name: concat(name, by_name.get(name, [])) for name in parser.tables}
         if parser.source in per_table:
-            finalized = parser.finalize(source_tables, manifest, mapped.release_pages)
+            finalized = parser.finalize(source_tables, manifest, spool.release_pages)
             summary.problems.extend(finalized.problems)
             source_tables = {name: conform(name, table) for name, table in finalized.tables.items()}
         for name, table in source_tables.items():
@@ -521,7 +522,7 @@ def ingest(
     for result in results:
         for name in result.underived:
             tables.pop(name, None)
-    ingested = Tables(tables, mapped=mapped.mapped)
+    ingested = Tables(tables, mapped=spool.mapped)
     ingested.release_pages()  # finalize's reads are done
     return IngestResult(root, ingested, summary, manifest, discovery.files)
 

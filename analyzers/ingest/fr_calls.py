@@ -168,9 +168,10 @@ def attach_keys(calls: pa.Table, keys: pl.DataFrame) -> pa.Table:
 def run_start(*columns: str) -> pl.Expr:
     """True at the first row of each run of equal ``columns`` (null equal to null).
 
-    A dump's rows are contiguous and hold few distinct keys, so the run starts hold every
-    first occurrence of every key, in order: a ``unique(maintain_order=True)`` over them equals
-    one over all rows, without hashing millions of them.
+    A dump's rows are contiguous, so over columns constant within a dump (file, rank, host)
+    the run starts are one row per dump and hold every first occurrence of every key, in
+    order: a ``unique(maintain_order=True)`` over them equals one over all rows, without
+    hashing millions of them.
     """
     return pl.any_horizontal(
         pl.int_range(pl.len()) == 0, *(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in columns)

@@ -94,10 +94,10 @@ def concat(name: str, parts: Iterable[pa.Table]) -> pa.Table:
 
 
 def chunked_like(values: pa.Array | pa.ChunkedArray, lengths: Sequence[int]) -> pa.ChunkedArray:
-    """``values`` in chunks of ``lengths``: zero-copy slices of one array; only a chunk that
-    spans two of ``values``' own chunks is joined.
+    """``values`` cut into chunks of ``lengths``.
 
-    Polars joins every column of a frame into one copy when its columns are chunked
+    Zero-copy slices of one array; only a chunk that spans two of ``values``' own chunks is
+    joined. Polars joins every column of a frame into one copy when its columns are chunked
     differently (the whole calls table at thousands of ranks: +5.6 GB at 16,384), so a column
     computed in one piece is laid out like the columns it joins.
     """
@@ -117,8 +117,10 @@ def chunked_like(values: pa.Array | pa.ChunkedArray, lengths: Sequence[int]) -> 
 
 
 def replace_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """``table`` with column ``name`` replaced by ``values``, chunked like the column it replaces
-    (:func:`chunked_like`)."""
+    """``table`` with column ``name`` replaced by ``values``, chunked like the column it replaces.
+
+    See :func:`chunked_like`; ``values`` is cast to the column's type.
+    """
     index = table.schema.get_field_index(name)
     field = table.schema.field(index)
     values = values.cast(field.type) if values.type != field.type else values
