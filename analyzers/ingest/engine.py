@@ -12,6 +12,7 @@ and no cycles.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -31,7 +32,7 @@ import pyarrow as pa
 from ..errors import IncidentInputError
 from ..report import IngestSummary, Problem, SkippedFile
 from ..selftel import NOOP, SelfTel
-from ..tables import SchemaMismatchError, Tables, concat, conform
+from ..tables import SchemaMismatchError, Tables, concat, conform, release_pages
 from .base import FileContext, ParseOutput
 from .discovery import DiscoveredFile, TruncatedStream, discover, open_regular, read_all
 from .manifest import Manifest, load_manifest
@@ -506,13 +507,12 @@ def ingest(
         for name, table in output.tables.items():
             per_table.setdefault(result.source, {}).setdefault(name, []).append(table)
     tables: dict[str, pa.Table] = {}
-    # The spool's mappings, so that finalize can hand back the pages it has read as it goes.
-    spool = Tables({}, mapped=[m for result in results for m in result.mapped])
+    spool = [mapping for result in results for mapping in result.mapped]
     for parser in parsers:
         by_name = per_table.get(parser.source, {})
         source_tables = {name: concat(name, by_name.get(name, [])) for name in parser.tables}
         if parser.source in per_table:
-            finalized = parser.finalize(source_tables, manifest, spool.release_pages)
+            finalized = parser.finalize(source_tables, manifest, functools.partial(release_pages, spool))
             summary.problems.extend(finalized.problems)
             source_tables = {name: conform(name, table) for name, table in finalized.tables.items()}
         for name, table in source_tables.items():
@@ -522,7 +522,7 @@ def ingest(
     for result in results:
         for name in result.underived:
             tables.pop(name, None)
-    ingested = Tables(tables, mapped=spool.mapped)
+    ingested = Tables(tables, mapped=spool)
     ingested.release_pages()  # finalize's reads are done
     return IngestResult(root, ingested, summary, manifest, discovery.files)
 

@@ -1310,10 +1310,6 @@ def _finalize(
         status = status.filter(~pl.col("source_file").is_in(list(dropped)))
         config = config.filter(~pl.col("source_file").is_in(list(dropped)))
         files = {k: v for k, v in files.items() if k not in dropped}
-    rank_map = pl.DataFrame(
-        {"source_file": list(files), "_rank": [files[k] for k in files]},
-        schema={"source_file": pl.String, "_rank": pl.Int32},
-    )
     ranks_by_file = {k: v for k, v in files.items() if v is not None}
 
     def with_rank(frame: pl.DataFrame) -> pl.DataFrame:
@@ -1335,19 +1331,16 @@ def _finalize(
                 continue
             full = replace_column(full, f"{column}_numel", numel_series(pl.Series("s", shapes)).to_arrow())
     status = with_rank(status)
-    config = (
-        config.join(rank_map, on="source_file", how="left")
-        .with_columns(
-            pl.when(pl.col("_rank").is_not_null())
-            .then(pl.concat_list(pl.col("_rank")))
+    if config.height:
+        # Each config row was dumped by its file's rank, once that rank is settled.
+        file_rank = _rank_of_file(ranks_by_file)
+        config = config.with_columns(
+            pl.when(file_rank.is_not_null())
+            .then(pl.concat_list(file_rank))
             .otherwise(pl.col("dumped_ranks"))
             .alias("dumped_ranks")
         )
-        .drop("_rank")
-        if config.height
-        else config
-    )
-    dumped = sorted({r for r in files.values() if r is not None})
+    dumped = sorted(set(ranks_by_file.values()))
 
     # Which ranks use which groups needs only each dump's few distinct (rank, pg_id, name, desc),
     # in order of first appearance, not millions of entries.
@@ -1452,17 +1445,21 @@ def _group_keys(entries: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
     return keyed.alias("group_key")
 
 
-def _filled_rank(ranks_by_file: dict[str, int]) -> pl.Expr:
-    """Each row's rank or, where it has none, the one its dump was given (by file).
+def _rank_of_file(ranks_by_file: dict[str, int]) -> pl.Expr:
+    """The rank each row's dump (``source_file``) was given, null where none was.
 
     A mapped column, not a join: a join would copy every other column of the frame.
     """
-    return pl.coalesce(
-        "rank",
+    return (
         pl.col("source_file")
         .cast(pl.String)
-        .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32),
-    ).alias("rank")
+        .replace_strict(ranks_by_file, default=None, return_dtype=pl.Int32)
+    )
+
+
+def _filled_rank(ranks_by_file: dict[str, int]) -> pl.Expr:
+    """Each row's rank or, where it has none, the one its dump was given."""
+    return pl.coalesce("rank", _rank_of_file(ranks_by_file)).alias("rank")
 
 
 def _with_keys(

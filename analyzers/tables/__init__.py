@@ -128,6 +128,16 @@ def replace_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArra
     return table.set_column(index, field, chunked_like(values, lengths))
 
 
+def release_pages(mappings: Iterable[mmap.mmap]) -> None:
+    """Hand back the pages of ``mappings`` read so far (see :meth:`Tables.release_pages`)."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return
+    for mapping in mappings:
+        with contextlib.suppress(OSError, ValueError):
+            mapping.madvise(advice)
+
+
 # Below this many rows per chunk on average, ``Tables.df`` joins a table's chunks.
 SMALL_CHUNK_ROWS = 4_096
 
@@ -181,12 +191,7 @@ class Tables(Mapping[str, pa.Table]):
         columns. The data stays in the page cache: reading it again costs a page fault, not a
         disk read, and the kernel may drop it under memory pressure like any cached file.
         """
-        advice = getattr(mmap, "MADV_DONTNEED", None)
-        if advice is None:
-            return
-        for mapping in self._mapped:
-            with contextlib.suppress(OSError, ValueError):
-                mapping.madvise(advice)
+        release_pages(self._mapped)
 
     def __getitem__(self, name: str) -> pa.Table:
         if name in self._tables:
