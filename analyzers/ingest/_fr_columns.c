@@ -49,6 +49,7 @@ struct Node {
 #define CHUNK_NODES 4096
 #define INTERN_SLOTS 1024 /* a power of two: slots are picked by masking a hash */
 #define INTERN_MAX 64     /* longer strings are rarely repeated field values */
+#define JSON_HINT_DEPTH 8
 
 typedef struct Chunk {
     struct Chunk *next;
@@ -88,6 +89,10 @@ typedef struct {
     /* JSON: short plain strings seen before (keys, states, names), shared like the pickle memo
      * shares them: one node each, and an entry key's slot is looked up once per dump. */
     Node *interned[INTERN_SLOTS];
+    /* JSON: the last object read at each shallow depth. Entries repeat their keys in the same
+     * order, so the next object at that depth is sized like it and its keys are first compared
+     * with this one's, byte for byte, at the same place (no scan, no hash). */
+    Node *previous_object[JSON_HINT_DEPTH];
 } Machine;
 
 static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
@@ -1051,7 +1056,9 @@ static char *alloc_text(Machine *m, Py_ssize_t size) {
 
 #define JSON_MAX_DEPTH 512
 
-static void json_ws(Machine *m) {
+static inline void json_ws(Machine *m) {
+    /* Compact dumps have no whitespace: one comparison (every JSON space is <= ' '). */
+    if (m->pos < m->len && m->data[m->pos] > ' ') return;
     while (m->pos < m->len) {
         unsigned char c = m->data[m->pos];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
@@ -1079,10 +1086,31 @@ static int hex4(const unsigned char *p, uint32_t *out) {
 
 /* A string after its opening quote. Declines what orjson would refuse (raw control characters,
  * invalid UTF-8, lone surrogates): the Python path then decides what that text means. */
+#define BYTES_OF(b) (0x0101010101010101ULL * (uint64_t)(b))
+
+/* Whether any of the 8 bytes of ``w`` equals ``b`` / is below ``b`` (b <= 128): exact for "any",
+ * which is all the string scan asks (the bit positions may be off after the first hit). */
+static inline uint64_t any_byte_is(uint64_t w, unsigned char b) {
+    uint64_t x = w ^ BYTES_OF(b);
+    return (x - BYTES_OF(1)) & ~x & BYTES_OF(0x80);
+}
+static inline uint64_t any_byte_below(uint64_t w, unsigned char b) {
+    return (w - BYTES_OF(b)) & ~w & BYTES_OF(0x80);
+}
+
 static Node *json_string(Machine *m) {
     Py_ssize_t start = m->pos, end = m->pos;
     int escaped = 0;
     unsigned char high = 0; /* any byte >= 0x80: only then can the UTF-8 be invalid */
+    /* Eight bytes at a time up to the first quote, backslash or control character (most of a
+     * JSON dump's bytes are plain string text); the byte loop below takes it from there. */
+    while (m->len - end >= 8) {
+        uint64_t w;
+        memcpy(&w, m->data + end, 8);
+        if (any_byte_is(w, '"') | any_byte_is(w, '\\') | any_byte_below(w, 0x20)) break;
+        if (w & BYTES_OF(0x80)) high = 0x80;
+        end += 8;
+    }
     while (end < m->len) {
         unsigned char c = m->data[end];
         if (c == '"') break;
@@ -1196,12 +1224,27 @@ static Node *json_number(Machine *m) {
         i++;
     }
     if (i >= m->len || !is_digit(m->data[i])) return NULL;
+    /* The integer part's value is summed while scanning it (most numbers are integers). */
+    uint64_t magnitude = 0;
+    Py_ssize_t digits_start = i;
     if (m->data[i] == '0') {
         i++;
     } else {
-        while (i < m->len && is_digit(m->data[i])) i++;
+        while (i < m->len && is_digit(m->data[i])) {
+            magnitude = magnitude * 10 + (uint64_t)(m->data[i] - '0');
+            i++;
+        }
     }
-    Py_ssize_t int_end = i;
+    /* 19 digits always fit in 64 bits; longer ones are summed again, checked. */
+    int overflow = 0;
+    if (i - digits_start > 19) {
+        magnitude = 0;
+        for (Py_ssize_t k = digits_start; k < i && !overflow; k++) {
+            uint64_t digit = (uint64_t)(m->data[k] - '0');
+            overflow = magnitude > (UINT64_MAX - digit) / 10;
+            magnitude = magnitude * 10 + digit;
+        }
+    }
     if (i < m->len && m->data[i] == '.') {
         is_float = 1;
         i++;
@@ -1217,13 +1260,7 @@ static Node *json_number(Machine *m) {
     }
     m->pos = i;
     if (!is_float) {
-        uint64_t magnitude = 0;
-        for (Py_ssize_t k = start + negative; k < int_end; k++) {
-            uint64_t digit = (uint64_t)(m->data[k] - '0');
-            if (magnitude > (UINT64_MAX - digit) / 10) return NULL;
-            magnitude = magnitude * 10 + digit;
-        }
-        if (magnitude > (uint64_t)INT64_MAX + (uint64_t)negative) return NULL;
+        if (overflow || magnitude > (uint64_t)INT64_MAX + (uint64_t)negative) return NULL;
         return make_int(m, negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude);
     }
     /* Most floats (durations) have few digits: the mantissa and the power of ten are then both
@@ -1272,6 +1309,21 @@ static Node *json_number(Machine *m) {
     return n;
 }
 
+/* ``same`` (a string node) when the text at the current position (just after an opening quote)
+ * spells it and closes; NULL otherwise. Only a string read as is from this text (no escapes)
+ * is compared: its bytes were checked when it was first read (no quote, backslash, control
+ * character or invalid UTF-8), so equal bytes are an equal, valid string. */
+static Node *json_same_string(Machine *m, Node *same) {
+    if (same->kind != K_STR) return NULL;
+    Py_ssize_t size = same->u.s.n;
+    const unsigned char *text = (const unsigned char *)same->u.s.p;
+    if (text < m->data || text + size > m->data + m->len || m->len - m->pos <= size ||
+        m->data[m->pos + size] != '"' || memcmp(m->data + m->pos, text, (size_t)size) != 0)
+        return NULL;
+    m->pos += size + 1;
+    return same;
+}
+
 static Node *json_value(Machine *m, int depth) {
     json_ws(m);
     if (m->pos >= m->len || depth > JSON_MAX_DEPTH) return NULL;
@@ -1286,19 +1338,34 @@ static Node *json_value(Machine *m, int depth) {
             m->pos++;
             return n;
         }
+        const Node *previous = object && depth < JSON_HINT_DEPTH ? m->previous_object[depth] : NULL;
+        if (previous != NULL && seq_reserve(m, n, previous->u.seq.n) < 0) return NULL;
         for (;;) {
             Node *key = NULL;
             if (object) {
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != '"') return NULL;
                 m->pos++;
-                key = json_string(m);
+                /* The previous object's key at this place, if these bytes spell it. */
+                if (previous != NULL && n->u.seq.n < previous->u.seq.n)
+                    key = json_same_string(m, previous->u.seq.items[n->u.seq.n]);
+                if (key == NULL) key = json_string(m);
                 if (key == NULL) return NULL;
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != ':') return NULL;
                 m->pos++;
             }
-            Node *value = json_value(m, depth + 1);
+            Node *value = NULL;
+            if (previous != NULL && n->u.seq.n + 1 < previous->u.seq.n) {
+                /* Likewise a string value equal to the previous object's (states, names). */
+                json_ws(m);
+                if (m->pos < m->len && m->data[m->pos] == '"') {
+                    m->pos++;
+                    value = json_same_string(m, previous->u.seq.items[n->u.seq.n + 1]);
+                    if (value == NULL) m->pos--;
+                }
+            }
+            if (value == NULL) value = json_value(m, depth + 1);
             if (value == NULL || seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
             if (object) n->u.seq.items[n->u.seq.n++] = key;
             n->u.seq.items[n->u.seq.n++] = value;
@@ -1306,7 +1373,10 @@ static Node *json_value(Machine *m, int depth) {
             if (m->pos >= m->len) return NULL;
             c = m->data[m->pos++];
             if (c == ',') continue;
-            if (c == (object ? '}' : ']')) return n;
+            if (c == (object ? '}' : ']')) {
+                if (object && depth < JSON_HINT_DEPTH) m->previous_object[depth] = n;
+                return n;
+            }
             return NULL;
         }
     }

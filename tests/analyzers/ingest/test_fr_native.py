@@ -135,6 +135,33 @@ def test_json_declines_what_orjson_would_not_read_alike() -> None:
     assert not differences(escaped)
 
 
+def test_json_entries_that_almost_repeat_the_previous_one_read_alike() -> None:
+    """Keys and string values are first compared with the previous entry's at the same place."""
+    first = {"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce"}
+    variants = [
+        '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce"}',
+        # a key or value that extends, shortens or escapes the previous one
+        '{"states": "completed", "thread_name": "mai", "profiling_name": "nccl:all_reduce2"}',
+        '{"stat": "completed\\n", "thread_name": "ma\\u0069n", "profiling_name": "nccl:all_reduce"}',
+        '{"st\\u0061te": "c\\u006fmpleted", "thread_name": "main", "profiling_name": null}',
+        # other types, other orders, fewer and more keys, whitespace
+        '{"state": 1, "thread_name": ["main"], "profiling_name": {"a": "b"}}',
+        '{"thread_name": "main", "state": "completed"}',
+        '{ "state" : "completed" , "thread_name" :"main","profiling_name":"nccl:all_reduce","x":"y"}',
+        '{"state": "completed", "state": "scheduled", "thread_name": "m\u00e9"}',
+    ]
+    compiled = 0
+    for variant in variants:
+        text = ('{"entries": [' + json.dumps(first) + ", " + variant + ", " + variant + "]}").encode()
+        assert not differences(text), variant
+        decoded = fr_native.decode(text, True, DIRECT)
+        if decoded is not None:
+            compiled += 1
+            names = decoded[1].direct.field("thread_name").to_pylist()
+            assert names == [e.get("thread_name") for e in json.loads(text)["entries"]], variant
+    assert compiled >= 5  # most variants are plain data the compiled path reads itself
+
+
 def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
     good = pickle.dumps({"entries": [{"state": "completed", "thread_name": "main"}]}, protocol=2)
     # An encoded surrogate (Python's unpickler accepts it; Arrow strings cannot hold it).
