@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import random
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -331,8 +332,9 @@ def test_mutated_dumps_read_the_same_both_ways(data: bytes) -> None:
 
 
 def test_json_floats_read_as_pythons_float_reads_them() -> None:
-    # Short decimals take a fast path (an exact mantissa and power of ten, one rounding); the
-    # rest go through strtod. Both must give Python's float() to the last bit.
+    # Short decimals take a fast path (an exact mantissa and power of ten, one rounding), up to
+    # 19 digits an exact 128-bit quotient or product, the rest strtod. All must give Python's
+    # float() to the last bit, ties (halfway between two doubles) included.
     spellings = [
         "0.1", "2.5e-3", "-0.0", "0.0", "1e22", "1e23", "1E-22", "4.5e+21", "9007199254740992.0",
         "9007199254740993.0", "123456789012345678.5", "0.30000000000000004", "5e-324",
@@ -346,6 +348,21 @@ def test_json_floats_read_as_pythons_float_reads_them() -> None:
         whole = digits[:point].lstrip("0") or "0"  # JSON allows no leading zeros
         spellings.append(f"{'-' if rng.random() < 0.3 else ''}{whole}.{digits[point:] or '0'}")
         spellings.append(f"{rng.randint(1, 9)}.{rng.randint(0, 999)}e{rng.randint(-30, 30)}")
+    for _ in range(300):
+        # Python's shortest repr of an arbitrary double (mostly 16-17 digits)
+        value = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if math.isfinite(value):
+            spellings.append(repr(value) if "." in repr(value) or "e" in repr(value) else f"{value!r}.0")
+        # an integer above 2^53 exactly halfway between two doubles (or one off), as a decimal
+        bits = rng.randint(54, 63)
+        step = 1 << (bits - 53)
+        middle = (
+            ((rng.getrandbits(bits) | 1 << (bits - 1)) // step) * step + step // 2 + rng.choice((-1, 0, 1))
+        )
+        text = str(middle)
+        point = rng.randint(1, len(text) - 1)
+        spellings.append(f"{text[:point]}.{text[point:]}e{len(text) - point}")
+        spellings.append(f"{text}.0")
     for text in spellings:
         data = b'{"entries": [{"duration_ms": ' + text.encode() + b', "state": "completed"}]}'
         assert COMPILED.decode_json(data) is not None, text
