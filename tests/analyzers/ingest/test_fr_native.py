@@ -331,6 +331,23 @@ def test_mutated_dumps_read_the_same_both_ways(data: bytes) -> None:
     assert differences(data) == []
 
 
+def test_json_integers_of_every_length_read_exactly() -> None:
+    # Digits are read eight at a time where eight follow: every length, digit and sign, and
+    # the int64 bounds (one beyond them declines: the Python path reads it).
+    rng = random.Random(11)
+    values = [0, -1, 2**63 - 1, -(2**63), 10**18, 1795766456351027408]
+    for length in range(1, 20):
+        for _ in range(20):
+            value = rng.randint(10 ** (length - 1), min(10**length - 1, 2**63 - 1))
+            values += [value, -value]
+    entries = [{"record_id": value} for value in values]
+    decoded = fr_native.decode(json.dumps({"entries": entries}).encode(), True, DIRECT)
+    assert decoded is not None
+    assert decoded[1].direct.field("record_id").to_pylist() == values
+    for beyond in (2**63, -(2**63) - 1, 10**19, 10**25):
+        assert COMPILED.decode_json(json.dumps({"entries": [{"record_id": beyond}]}).encode()) is None
+
+
 def test_json_floats_read_as_pythons_float_reads_them() -> None:
     # Short decimals take a fast path (an exact mantissa and power of ten, one rounding), up to
     # 19 digits an exact 128-bit quotient or product, the rest strtod. All must give Python's
