@@ -51,6 +51,12 @@ struct Node {
 #define INTERN_SLOTS 1024 /* a power of two: slots are picked by masking a hash */
 #define INTERN_MAX 64     /* longer strings are rarely repeated field values */
 #define JSON_HINT_DEPTH 8
+#define JSON_HINT_VALUES 64 /* values per object whose text is remembered (entries have ~20) */
+
+/* Where a value's text lies in the input: [start, end). */
+typedef struct {
+    Py_ssize_t start, end;
+} Span;
 
 typedef struct Chunk {
     struct Chunk *next;
@@ -94,6 +100,11 @@ typedef struct {
      * order, so the next object at that depth is sized like it and its keys are first compared
      * with this one's, byte for byte, at the same place (no scan, no hash). */
     Node *previous_object[JSON_HINT_DEPTH];
+    /* The text of each value of the previous object at that depth (side ``previous_side``) and
+     * of the object being read (the other side): a value spelled exactly as the previous
+     * object's value at the same place is that value, and its node is shared. */
+    Span value_text[JSON_HINT_DEPTH][2][JSON_HINT_VALUES];
+    uint8_t previous_side[JSON_HINT_DEPTH];
 } Machine;
 
 static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
@@ -1446,16 +1457,30 @@ static Node *json_value(Machine *m, int depth) {
                 m->pos++;
             }
             Node *value = NULL;
-            if (previous != NULL && n->u.seq.n + 1 < previous->u.seq.n) {
-                /* Likewise a string value equal to the previous object's (states, names). */
+            Py_ssize_t place = n->u.seq.n / 2;
+            Span *text = NULL;
+            if (object && depth < JSON_HINT_DEPTH && place < JSON_HINT_VALUES) {
                 json_ws(m);
-                if (m->pos < m->len && m->data[m->pos] == '"') {
-                    m->pos++;
-                    value = json_same_string(m, previous->u.seq.items[n->u.seq.n + 1]);
-                    if (value == NULL) m->pos--;
+                text = &m->value_text[depth][!m->previous_side[depth]][place];
+                text->start = m->pos;
+            }
+            if (previous != NULL && n->u.seq.n + 1 < previous->u.seq.n && text != NULL) {
+                /* The previous object's value at this place, when this text spells it exactly
+                 * and ends where it ended (a number followed by more digits is another). Its
+                 * text was read as a whole JSON value, so equal text is an equal value. */
+                const Span *before = &m->value_text[depth][m->previous_side[depth]][place];
+                Py_ssize_t size = before->end - before->start;
+                if (size > 0 && m->len - m->pos > size &&
+                    memcmp(m->data + m->pos, m->data + before->start, (size_t)size) == 0) {
+                    unsigned char after = m->data[m->pos + size];
+                    if (after == ',' || after == '}' || after == ']' || after <= ' ') {
+                        value = previous->u.seq.items[n->u.seq.n + 1];
+                        m->pos += size;
+                    }
                 }
             }
             if (value == NULL) value = json_value(m, depth + 1);
+            if (text != NULL) text->end = value != NULL ? m->pos : text->start;
             if (value == NULL || seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
             if (object) n->u.seq.items[n->u.seq.n++] = key;
             n->u.seq.items[n->u.seq.n++] = value;
@@ -1464,7 +1489,10 @@ static Node *json_value(Machine *m, int depth) {
             c = m->data[m->pos++];
             if (c == ',') continue;
             if (c == (object ? '}' : ']')) {
-                if (object && depth < JSON_HINT_DEPTH) m->previous_object[depth] = n;
+                if (object && depth < JSON_HINT_DEPTH) {
+                    m->previous_object[depth] = n;
+                    m->previous_side[depth] = !m->previous_side[depth];
+                }
                 return n;
             }
             return NULL;

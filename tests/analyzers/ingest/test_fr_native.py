@@ -137,8 +137,17 @@ def test_json_declines_what_orjson_would_not_read_alike() -> None:
 
 
 def test_json_entries_that_almost_repeat_the_previous_one_read_alike() -> None:
-    """Keys and string values are first compared with the previous entry's at the same place."""
-    first = {"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce"}
+    """Keys and values are first compared with the previous entry's text at the same place."""
+    first = {
+        "state": "completed",
+        "thread_name": "main",
+        "profiling_name": "nccl:all_reduce",
+        "record_id": 64,
+        "duration_ms": 2.5,
+        "input_sizes": [[4096, 512]],
+        "retired": True,
+        "process_group": ["31", "tensor_parallel"],
+    }
     variants = [
         '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce"}',
         # a key or value that extends, shortens or escapes the previous one
@@ -150,6 +159,15 @@ def test_json_entries_that_almost_repeat_the_previous_one_read_alike() -> None:
         '{"thread_name": "main", "state": "completed"}',
         '{ "state" : "completed" , "thread_name" :"main","profiling_name":"nccl:all_reduce","x":"y"}',
         '{"state": "completed", "state": "scheduled", "thread_name": "m\u00e9"}',
+        # numbers and nested values that extend, shorten or change the previous text
+        '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce", "record_id": 640,'
+        ' "duration_ms": 2.55, "input_sizes": [[4096, 5120]], "retired": true, "process_group": ["32", "tensor_parallel"]}',
+        '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce", "record_id": 6,'
+        ' "duration_ms": 2.5e1, "input_sizes": [[4096, 512], []], "retired": false, "process_group": null}',
+        '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce", "record_id": 64 ,'
+        ' "duration_ms": 2.5, "input_sizes": [[4096,512]], "retired": true, "process_group": ["31", "tensor_parallel"]}',
+        '{"state": "completed", "thread_name": "main", "profiling_name": "nccl:all_reduce", "record_id": 64.0,'
+        ' "duration_ms": 2, "input_sizes": [[4096, 512.5]], "retired": 1, "process_group": ["31", "tensor_parallel", 7]}',
     ]
     compiled = 0
     for variant in variants:
@@ -158,9 +176,12 @@ def test_json_entries_that_almost_repeat_the_previous_one_read_alike() -> None:
         decoded = fr_native.decode(text, True, DIRECT)
         if decoded is not None:
             compiled += 1
-            names = decoded[1].direct.field("thread_name").to_pylist()
-            assert names == [e.get("thread_name") for e in json.loads(text)["entries"]], variant
-    assert compiled >= 5  # most variants are plain data the compiled path reads itself
+            entries = json.loads(text)["entries"]
+            for field in ("thread_name", "record_id", "duration_ms", "retired"):
+                got = decoded[1].direct.field(field).to_pylist()
+                assert got == [e.get(field) for e in entries], (variant, field)
+    # Every variant but the two with fields of other types is plain data it reads itself.
+    assert compiled == len(variants) - 2
 
 
 def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
