@@ -17,7 +17,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -88,14 +88,23 @@ def rank_from_name(rel: str) -> tuple[int | None, str | None]:
     return None, None
 
 
-def parse_ranks(text: Any) -> list[int] | None:
+def parse_ranks(text: Any) -> Sequence[int] | None:
     """The member list of a ``pg_config`` entry (a string like ``"[0, 1]"`` or a list); None if unreadable."""
     if isinstance(text, list):
         return [int(x) for x in text] if all(type(x) is int for x in text) else None
     if not isinstance(text, str):
         return None
-    parsed = _parse_rank_text(text)
-    return list(parsed) if parsed is not None else None
+    return _parse_rank_text(text)
+
+
+def _is_member(rank: int, written: Any, members: Sequence[int]) -> bool:
+    """``rank in members``, looked up in a set kept per distinct member text."""
+    return rank in (_rank_text_set(written) if isinstance(written, str) else members)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank_text_set(text: str) -> frozenset[int]:
+    return frozenset(_parse_rank_text(text) or ())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -112,6 +121,50 @@ def _parse_rank_text(text: str) -> tuple[int, ...] | None:
     if not all(_LIST_INT.fullmatch(item) for item in items):
         return None
     return tuple(int(item) for item in items)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank_text_array(text: str) -> pa.Array | None:
+    """The member list written as ``text``, as int32 values; None if unreadable or out of range.
+
+    A large job's dumps each list the world's ranks (16,384 numbers): each distinct list is
+    converted to Arrow once per worker instead of once per dump.
+    """
+    parsed = _parse_rank_text(text)
+    if parsed is None:
+        return None
+    try:
+        return pa.array(parsed, type=pa.int32())
+    except (pa.ArrowInvalid, OverflowError):
+        return None  # the general path converts it and reports what does not fit
+
+
+def _ranks_column(
+    raw: list[Any], members: list[Sequence[int] | None]
+) -> pa.Array | list[Sequence[int] | None]:
+    """The configs' member lists as one list<int32> column, from each distinct text's values.
+
+    ``raw`` holds what each config wrote, ``members`` what ``parse_ranks`` read from it. Lists
+    written as lists (not text) go the general way: ``members`` as is, for ``conform``.
+    """
+    parts: list[pa.Array | None] = []
+    for written, read in zip(raw, members, strict=True):
+        if read is None:
+            parts.append(None)
+            continue
+        values = _rank_text_array(written) if isinstance(written, str) else None
+        if values is None:
+            return members
+        parts.append(values)
+    offsets = [0]
+    for part in parts:
+        offsets.append(offsets[-1] + (len(part) if part is not None else 0))
+    present = [part for part in parts if part is not None]
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, type=pa.int32()),
+        pa.concat_arrays(present) if present else pa.array([], type=pa.int32()),
+        mask=pa.array([part is None for part in parts], type=pa.bool_()),
+    )
 
 
 def members_label(ranks: Iterable[int]) -> str:
@@ -1074,6 +1127,7 @@ def _status_table(status: Any, rel: str, host: str | None, rank: int | None) -> 
 def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
     """What this dump's ``pg_config`` claims, one row per group; ``finalize`` decides what is sane."""
     rows: dict[str, list[Any]] = {k: [] for k in ("pg_name", "pg_desc", "ranks", "membership_source")}
+    written: list[Any] = []
     if isinstance(config, dict):
         for key, value in config.items():
             if not isinstance(value, dict):
@@ -1081,9 +1135,15 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
             name = _to_str(value.get("name"))
             if not name:
                 name = None
-            members = parse_ranks(value.get("ranks"))
+            written.append(value.get("ranks"))
+            members = parse_ranks(written[-1])
             sane = name is not None and members is not None and len(members) > 0
-            if sane and rank is not None and members is not None and rank not in members:
+            if (
+                sane
+                and rank is not None
+                and members is not None
+                and not _is_member(rank, written[-1], members)
+            ):
                 sane = False
             rows["pg_name"].append(name if name is not None else _to_str(key))
             rows["pg_desc"].append(_to_str(value.get("desc")))
@@ -1094,6 +1154,7 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
         "fr_groups",
         {
             **rows,
+            "ranks": _ranks_column(written, rows["ranks"]),
             "source_file": [rel] * n,
             "dumped_ranks": [[rank] if rank is not None else [] for _ in range(n)],
         },

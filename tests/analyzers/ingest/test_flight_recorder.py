@@ -15,6 +15,7 @@ from tests.helpers.paths import SAMPLES
 from tracecore.analyzers.ingest.base import NO_CLAIM, STRONG_CLAIM
 from tracecore.analyzers.ingest.flight_recorder import (
     FlightRecorderParser,
+    _config_table,
     _stack_facts,
     _stack_key,
     _stacks_columns,
@@ -24,6 +25,7 @@ from tracecore.analyzers.ingest.flight_recorder import (
     rank_from_name,
     split_profiling_name,
 )
+from tracecore.analyzers.tables import SchemaMismatchError
 
 FR = SAMPLES / "flight_recorder"
 
@@ -108,8 +110,8 @@ def test_rank_from_name(name: str, rank: int | None, host: str | None) -> None:
 
 
 def test_small_helpers() -> None:
-    assert parse_ranks("[0, 1, 2, 3]") == [0, 1, 2, 3]
-    assert parse_ranks("[]") == []
+    assert parse_ranks("[0, 1, 2, 3]") == (0, 1, 2, 3)
+    assert parse_ranks("[]") == ()
     assert parse_ranks("[0, __import__('os')]") is None
     assert group_key("0", [3, 0, 1, 2]) == "0[0-3]"
     assert group_key("7", range(0, 1024, 8)).startswith("7[128r#")
@@ -118,6 +120,41 @@ def test_small_helpers() -> None:
     assert split_profiling_name("gloo:recv 1<-?") == ("gloo", "recv", 1, None)
     assert split_profiling_name("nccl2:all_reduce") == ("nccl2", "all_reduce", None, None)
     assert split_profiling_name("hccl:ALLGATHER_coalesced") == ("hccl", "ALLGATHER_coalesced", None, None)
+
+
+def test_group_config_members_read_alike_from_text_and_lists() -> None:
+    # Member texts are converted once per distinct text; the rows must equal a plain conversion
+    # of what each config wrote, whatever mix of spellings a dump holds.
+    config = {
+        "0": {"name": "0", "desc": "default_pg", "ranks": "[0,  1,  2,  3]"},
+        "1": {"name": "1", "desc": "dp", "ranks": [1, 3]},
+        "2": {"name": "2", "desc": "tp", "ranks": "[0, __import__('os')]"},
+        "3": {"name": "3", "desc": "tp", "ranks": "[]"},
+        "4": {"name": "4", "desc": "tp", "ranks": None},
+        "5": {"name": "5", "desc": "tp", "ranks": "[0, 1]"},
+        "6": {"name": "6", "desc": "tp", "ranks": "[0,  1,  2,  3]"},
+    }
+    table = _config_table(config, "trace/rank_1", 1)
+    expected = [[0, 1, 2, 3], [1, 3], None, [], None, [0, 1], [0, 1, 2, 3]]
+    assert table.column("ranks").to_pylist() == expected
+    assert table.column("ranks").type == pa.list_(pa.int32())
+    sources = table.column("membership_source").to_pylist()
+    assert sources == [
+        "config",
+        "config",
+        "config-broken",
+        "config-broken",
+        "config-broken",
+        "config",
+        "config",
+    ]
+    # rank 2 is in neither [1, 3] nor "[0, 1]": those configs are broken for it
+    sources = _config_table(config, "trace/rank_2", 2).column("membership_source").to_pylist()
+    broken = "config-broken"
+    assert sources == ["config", broken, broken, broken, broken, broken, "config"]
+    # A member beyond int32 goes the general way: the schema check reports it, as before.
+    with pytest.raises(SchemaMismatchError):
+        _config_table({"0": {"name": "0", "ranks": "[0, 4294967296]"}}, "trace/rank_0", 0)
 
 
 def test_hostname_bearing_names(tmp_path: Path) -> None:
