@@ -230,19 +230,24 @@ static Py_ssize_t pop_mark(Machine *m) {
 /* Memo indices beyond this are refused (the Python unpickler would allocate for them). */
 #define MEMO_LIMIT ((Py_ssize_t)1 << 24)
 
-static int memo_put(Machine *m, Py_ssize_t index) {
+static int memo_grow(Machine *m, Py_ssize_t index);
+
+static inline int memo_put(Machine *m, Py_ssize_t index) {
     if (m->sp <= fence(m) || index < 0 || index >= MEMO_LIMIT) return -1;
-    if (index >= m->memo_cap) {
-        Py_ssize_t cap = m->memo_cap ? m->memo_cap : 256;
-        while (cap <= index) cap *= 2;
-        Node **memo = (Node **)PyMem_RawRealloc(m->memo, (size_t)cap * sizeof(Node *));
-        if (memo == NULL) return -1;
-        memset(memo + m->memo_cap, 0, (size_t)(cap - m->memo_cap) * sizeof(Node *));
-        m->memo = memo;
-        m->memo_cap = cap;
-    }
+    if (index >= m->memo_cap && memo_grow(m, index) < 0) return -1;
     if (m->memo[index] == NULL) m->memo_len++;
     m->memo[index] = m->stack[m->sp - 1];
+    return 0;
+}
+
+static int memo_grow(Machine *m, Py_ssize_t index) {
+    Py_ssize_t cap = m->memo_cap ? m->memo_cap : 256;
+    while (cap <= index) cap *= 2;
+    Node **memo = (Node **)PyMem_RawRealloc(m->memo, (size_t)cap * sizeof(Node *));
+    if (memo == NULL) return -1;
+    memset(memo + m->memo_cap, 0, (size_t)(cap - m->memo_cap) * sizeof(Node *));
+    m->memo = memo;
+    m->memo_cap = cap;
     return 0;
 }
 
@@ -256,7 +261,21 @@ static Node *memo_get(Machine *m, Py_ssize_t index) {
         if ((count) < 0 || m->len - m->pos < (Py_ssize_t)(count)) return NULL;                  \
     } while (0)
 
-static uint64_t read_le(const unsigned char *p, int count) {
+static inline uint64_t read_le(const unsigned char *p, int count) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The common widths (opcode arguments, 8-byte LONG1 timestamps) as one load. */
+    if (count == 1) return p[0];
+    if (count == 4) {
+        uint32_t word;
+        memcpy(&word, p, 4);
+        return word;
+    }
+    if (count == 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        return word;
+    }
+#endif
     uint64_t value = 0;
     for (int i = count - 1; i >= 0; i--) value = (value << 8) | p[i];
     return value;
