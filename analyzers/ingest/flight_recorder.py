@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -94,49 +95,43 @@ def parse_ranks(text: Any) -> Sequence[int] | None:
         return [int(x) for x in text] if all(type(x) is int for x in text) else None
     if not isinstance(text, str):
         return None
-    return _parse_rank_text(text)
+    read = _member_text(text)
+    return read.ranks if read is not None else None
 
 
-def _is_member(rank: int, written: Any, members: Sequence[int]) -> bool:
-    """``rank in members``, looked up in a set kept per distinct member text."""
-    return rank in (_rank_text_set(written) if isinstance(written, str) else members)
+@dataclass(frozen=True)
+class _MemberText:
+    """A member list written as text, read once per worker in every form a dump needs it."""
+
+    ranks: tuple[int, ...]
+    lookup: frozenset[int]
+    values: pa.Array | None  # as int32, None when a rank does not fit (the general path reports it)
 
 
 @functools.lru_cache(maxsize=1024)
-def _rank_text_set(text: str) -> frozenset[int]:
-    return frozenset(_parse_rank_text(text) or ())
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_rank_text(text: str) -> tuple[int, ...] | None:
-    # Every dump of a job repeats the same member strings (thousands of ranks each): a worker
-    # parses each distinct one once.
+def _member_text(text: str) -> _MemberText | None:
+    # Every dump of a job repeats the same member texts (the world's ranks among them: 16,384
+    # numbers, ~115 KB, at 16,384 ranks): each distinct one is read, converted to Arrow and
+    # indexed once per worker instead of once per dump.
     body = text.strip()
     if not (body.startswith("[") and body.endswith("]")):
         return None
     inner = body[1:-1].strip()
-    if not inner:
-        return ()
-    items = [item.strip() for item in inner.split(",")]
+    items = [item.strip() for item in inner.split(",")] if inner else []
     if not all(_LIST_INT.fullmatch(item) for item in items):
         return None
-    return tuple(int(item) for item in items)
-
-
-@functools.lru_cache(maxsize=1024)
-def _rank_text_array(text: str) -> pa.Array | None:
-    """The member list written as ``text``, as int32 values; None if unreadable or out of range.
-
-    A large job's dumps each list the world's ranks (16,384 numbers): each distinct list is
-    converted to Arrow once per worker instead of once per dump.
-    """
-    parsed = _parse_rank_text(text)
-    if parsed is None:
-        return None
+    ranks = tuple(int(item) for item in items)
     try:
-        return pa.array(parsed, type=pa.int32())
+        values: pa.Array | None = pa.array(ranks, type=pa.int32())
     except (pa.ArrowInvalid, OverflowError):
-        return None  # the general path converts it and reports what does not fit
+        values = None
+    return _MemberText(ranks, frozenset(ranks), values)
+
+
+def _is_member(rank: int, written: Any, members: Sequence[int]) -> bool:
+    """``rank in members``; for a member text, looked up in its set."""
+    read = _member_text(written) if isinstance(written, str) else None
+    return rank in (read.lookup if read is not None else members)
 
 
 def _ranks_column(
@@ -145,17 +140,18 @@ def _ranks_column(
     """The configs' member lists as one list<int32> column, from each distinct text's values.
 
     ``raw`` holds what each config wrote, ``members`` what ``parse_ranks`` read from it. Lists
-    written as lists (not text) go the general way: ``members`` as is, for ``conform``.
+    written as lists (not text), or ranks beyond int32, go the general way: ``members`` as is,
+    for ``conform`` (which reports what does not fit).
     """
     parts: list[pa.Array | None] = []
     for written, read in zip(raw, members, strict=True):
         if read is None:
             parts.append(None)
             continue
-        values = _rank_text_array(written) if isinstance(written, str) else None
-        if values is None:
+        text = _member_text(written) if isinstance(written, str) else None
+        if text is None or text.values is None:
             return members
-        parts.append(values)
+        parts.append(text.values)
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + (len(part) if part is not None else 0))
