@@ -51,9 +51,9 @@ struct Node {
 #define INTERN_SLOTS 1024 /* a power of two: slots are picked by masking a hash */
 #define INTERN_MAX 64     /* longer strings are rarely repeated field values */
 #define JSON_HINT_DEPTH 8
-#define JSON_HINT_VALUES 64 /* values per object whose text is remembered (entries have ~20) */
+#define JSON_HINT_ITEMS 128 /* keys and values per object whose text is remembered (entries: ~44) */
 
-/* Where a value's text lies in the input: [start, end). */
+/* Where a key's or value's text lies in the input: [start, end). */
 typedef struct {
     Py_ssize_t start, end;
 } Span;
@@ -96,14 +96,16 @@ typedef struct {
     /* JSON: short plain strings seen before (keys, states, names), shared like the pickle memo
      * shares them: one node each, and an entry key's slot is looked up once per dump. */
     Node *interned[INTERN_SLOTS];
-    /* JSON: the last object read at each shallow depth. Entries repeat their keys in the same
-     * order, so the next object at that depth is sized like it and its keys are first compared
-     * with this one's, byte for byte, at the same place (no scan, no hash). */
+    /* JSON: the last object read at each shallow depth, and the text of each of its keys and
+     * values (side ``previous_side``; the object being read fills the other side). Entries
+     * repeat their keys in the same order and many of their values: the next object at that
+     * depth is sized like it, and a key or value spelled exactly as the previous object's item
+     * at the same place is that item, its node shared (no scan, no hash, no number read). */
     Node *previous_object[JSON_HINT_DEPTH];
-    /* The text of each value of the previous object at that depth (side ``previous_side``) and
-     * of the object being read (the other side): a value spelled exactly as the previous
-     * object's value at the same place is that value, and its node is shared. */
-    Span value_text[JSON_HINT_DEPTH][2][JSON_HINT_VALUES];
+    Span item_text[JSON_HINT_DEPTH][2][JSON_HINT_ITEMS];
+    /* Objects read so far: a value that holds one is never shared. Like orjson's, each of its
+     * objects stays its own, and the stacks are told apart by their frame objects' identity. */
+    Py_ssize_t objects_read;
     uint8_t previous_side[JSON_HINT_DEPTH];
 } Machine;
 
@@ -1429,19 +1431,20 @@ static Node *json_number(Machine *m) {
     return n;
 }
 
-/* ``same`` (a string node) when the text at the current position (just after an opening quote)
- * spells it and closes; NULL otherwise. Only a string read as is from this text (no escapes)
- * is compared: its bytes were checked when it was first read (no quote, backslash, control
- * character or invalid UTF-8), so equal bytes are an equal, valid string. */
-static Node *json_same_string(Machine *m, Node *same) {
-    if (same->kind != K_STR) return NULL;
-    Py_ssize_t size = same->u.s.n;
-    const unsigned char *text = (const unsigned char *)same->u.s.p;
-    if (text < m->data || text + size > m->data + m->len || m->len - m->pos <= size ||
-        m->data[m->pos + size] != '"' || memcmp(m->data + m->pos, text, (size_t)size) != 0)
+/* The previous object's item (key or value) at ``index``, whose text is ``before[index]``, when
+ * the text at the current position spells it exactly and ends where it ended (a number followed
+ * by more digits is another number); NULL otherwise. Its text was read as a whole JSON string or
+ * value, so equal text is an equal item. */
+static inline Node *json_previous_item(Machine *m, const Node *previous, const Span *before, Py_ssize_t index) {
+    if (previous == NULL || index >= previous->u.seq.n || index >= JSON_HINT_ITEMS) return NULL;
+    Py_ssize_t size = before[index].end - before[index].start;
+    if (size <= 0 || m->len - m->pos <= size ||
+        memcmp(m->data + m->pos, m->data + before[index].start, (size_t)size) != 0)
         return NULL;
-    m->pos += size + 1;
-    return same;
+    unsigned char after = m->data[m->pos + size];
+    if (after != ',' && after != '}' && after != ']' && after != ':' && after > ' ') return NULL;
+    m->pos += size;
+    return previous->u.seq.items[index];
 }
 
 static Node *json_value(Machine *m, int depth) {
@@ -1452,54 +1455,45 @@ static Node *json_value(Machine *m, int depth) {
         int object = c == '{';
         Node *n = new_node(m, object ? K_DICT : K_LIST);
         if (n == NULL) return NULL;
+        m->objects_read += object;
         m->pos++;
         json_ws(m);
         if (m->pos < m->len && m->data[m->pos] == (object ? '}' : ']')) {
             m->pos++;
             return n;
         }
-        const Node *previous = object && depth < JSON_HINT_DEPTH ? m->previous_object[depth] : NULL;
+        int hinted = object && depth < JSON_HINT_DEPTH;
+        const Node *previous = hinted ? m->previous_object[depth] : NULL;
+        /* The previous object's item texts, and where this object's are recorded. */
+        const Span *before = hinted ? m->item_text[depth][m->previous_side[depth]] : NULL;
+        Span *now = hinted ? m->item_text[depth][!m->previous_side[depth]] : NULL;
         if (previous != NULL && seq_reserve(m, n, previous->u.seq.n) < 0) return NULL;
         for (;;) {
             Node *key = NULL;
+            Span *text = NULL;
             if (object) {
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != '"') return NULL;
-                m->pos++;
-                /* The previous object's key at this place, if these bytes spell it. */
-                if (previous != NULL && n->u.seq.n < previous->u.seq.n)
-                    key = json_same_string(m, previous->u.seq.items[n->u.seq.n]);
-                if (key == NULL) key = json_string(m);
-                if (key == NULL) return NULL;
+                text = now != NULL && n->u.seq.n < JSON_HINT_ITEMS ? &now[n->u.seq.n] : NULL;
+                if (text != NULL) text->start = m->pos;
+                key = json_previous_item(m, previous, before, n->u.seq.n);
+                if (key == NULL) {
+                    m->pos++;
+                    key = json_string(m);
+                    if (key == NULL) return NULL;
+                }
+                if (text != NULL) text->end = m->pos;
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != ':') return NULL;
                 m->pos++;
-            }
-            Node *value = NULL;
-            Py_ssize_t place = n->u.seq.n / 2;
-            Span *text = NULL;
-            if (object && depth < JSON_HINT_DEPTH && place < JSON_HINT_VALUES) {
                 json_ws(m);
-                text = &m->value_text[depth][!m->previous_side[depth]][place];
-                text->start = m->pos;
             }
-            if (previous != NULL && n->u.seq.n + 1 < previous->u.seq.n && text != NULL) {
-                /* The previous object's value at this place, when this text spells it exactly
-                 * and ends where it ended (a number followed by more digits is another). Its
-                 * text was read as a whole JSON value, so equal text is an equal value. */
-                const Span *before = &m->value_text[depth][m->previous_side[depth]][place];
-                Py_ssize_t size = before->end - before->start;
-                if (size > 0 && m->len - m->pos > size &&
-                    memcmp(m->data + m->pos, m->data + before->start, (size_t)size) == 0) {
-                    unsigned char after = m->data[m->pos + size];
-                    if (after == ',' || after == '}' || after == ']' || after <= ' ') {
-                        value = previous->u.seq.items[n->u.seq.n + 1];
-                        m->pos += size;
-                    }
-                }
-            }
+            text = now != NULL && n->u.seq.n + 1 < JSON_HINT_ITEMS ? &now[n->u.seq.n + 1] : NULL;
+            if (text != NULL) text->start = m->pos;
+            Py_ssize_t objects_before = m->objects_read;
+            Node *value = json_previous_item(m, previous, before, n->u.seq.n + 1);
             if (value == NULL) value = json_value(m, depth + 1);
-            if (text != NULL) text->end = value != NULL ? m->pos : text->start;
+            if (text != NULL) text->end = value != NULL && m->objects_read == objects_before ? m->pos : text->start;
             if (value == NULL || seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
             if (object) n->u.seq.items[n->u.seq.n++] = key;
             n->u.seq.items[n->u.seq.n++] = value;
@@ -1508,7 +1502,7 @@ static Node *json_value(Machine *m, int depth) {
             c = m->data[m->pos++];
             if (c == ',') continue;
             if (c == (object ? '}' : ']')) {
-                if (object && depth < JSON_HINT_DEPTH) {
+                if (hinted) {
                     m->previous_object[depth] = n;
                     m->previous_side[depth] = !m->previous_side[depth];
                 }

@@ -352,6 +352,15 @@ def test_mutated_dumps_read_the_same_both_ways(data: bytes) -> None:
     assert differences(data) == []
 
 
+def test_json_frames_repeated_by_the_next_entry_stay_its_own() -> None:
+    # A value holding objects is never shared with the previous entry: stacks are told apart by
+    # their frame objects, one per entry in JSON (as orjson reads them).
+    entry = {"record_id": 1, "state": "completed", "frames": [frame("step", "train.py", 7)]}
+    text = json.dumps({"entries": [entry, {**entry, "record_id": 2}, {**entry, "record_id": 3}]})
+    assert COMPILED.decode_json(text.encode()) is not None
+    assert not differences(text.encode())
+
+
 def test_json_integers_of_every_length_read_exactly() -> None:
     # Digits are read eight at a time where eight follow: every length, digit and sign, and
     # the int64 bounds (one beyond them declines: the Python path reads it).
