@@ -128,27 +128,21 @@ def _member_text(text: str) -> _MemberText | None:
     return _MemberText(ranks, frozenset(ranks), values)
 
 
-def _is_member(rank: int, written: Any, members: Sequence[int]) -> bool:
-    """``rank in members``; for a member text, looked up in its set."""
-    read = _member_text(written) if isinstance(written, str) else None
-    return rank in (read.lookup if read is not None else members)
-
-
 def _ranks_column(
-    raw: list[Any], members: list[Sequence[int] | None]
+    texts: list[_MemberText | None], members: list[Sequence[int] | None]
 ) -> pa.Array | list[Sequence[int] | None]:
     """The configs' member lists as one list<int32> column, from each distinct text's values.
 
-    ``raw`` holds what each config wrote, ``members`` what ``parse_ranks`` read from it. Lists
-    written as lists (not text), or ranks beyond int32, go the general way: ``members`` as is,
-    for ``conform`` (which reports what does not fit).
+    ``texts`` holds each config's member text as read (None where it wrote a list or nothing
+    readable), ``members`` what ``parse_ranks`` read. Lists written as lists, or ranks beyond
+    int32, go the general way: ``members`` as is, for ``conform`` (which reports what does not
+    fit).
     """
     parts: list[pa.Array | None] = []
-    for written, read in zip(raw, members, strict=True):
+    for text, read in zip(texts, members, strict=True):
         if read is None:
             parts.append(None)
             continue
-        text = _member_text(written) if isinstance(written, str) else None
         if text is None or text.values is None:
             return members
         parts.append(text.values)
@@ -1123,7 +1117,7 @@ def _status_table(status: Any, rel: str, host: str | None, rank: int | None) -> 
 def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
     """What this dump's ``pg_config`` claims, one row per group; ``finalize`` decides what is sane."""
     rows: dict[str, list[Any]] = {k: [] for k in ("pg_name", "pg_desc", "ranks", "membership_source")}
-    written: list[Any] = []
+    texts: list[_MemberText | None] = []
     if isinstance(config, dict):
         for key, value in config.items():
             if not isinstance(value, dict):
@@ -1131,15 +1125,12 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
             name = _to_str(value.get("name"))
             if not name:
                 name = None
-            written.append(value.get("ranks"))
-            members = parse_ranks(written[-1])
+            written = value.get("ranks")
+            texts.append(_member_text(written) if isinstance(written, str) else None)
+            members = parse_ranks(written)
             sane = name is not None and members is not None and len(members) > 0
-            if (
-                sane
-                and rank is not None
-                and members is not None
-                and not _is_member(rank, written[-1], members)
-            ):
+            lookup = texts[-1].lookup if texts[-1] is not None else members
+            if sane and rank is not None and lookup is not None and rank not in lookup:
                 sane = False
             rows["pg_name"].append(name if name is not None else _to_str(key))
             rows["pg_desc"].append(_to_str(value.get("desc")))
@@ -1150,7 +1141,7 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
         "fr_groups",
         {
             **rows,
-            "ranks": _ranks_column(written, rows["ranks"]),
+            "ranks": _ranks_column(texts, rows["ranks"]),
             "source_file": [rel] * n,
             "dumped_ranks": [[rank] if rank is not None else [] for _ in range(n)],
         },
