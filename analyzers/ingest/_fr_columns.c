@@ -96,17 +96,17 @@ typedef struct {
     /* JSON: short plain strings seen before (keys, states, names), shared like the pickle memo
      * shares them: one node each, and an entry key's slot is looked up once per dump. */
     Node *interned[INTERN_SLOTS];
-    /* JSON: the last object read at each shallow depth, and the text of each of its keys and
-     * values (side ``previous_side``; the object being read fills the other side). Entries
-     * repeat their keys in the same order and many of their values: the next object at that
-     * depth is sized like it, and a key or value spelled exactly as the previous object's item
-     * at the same place is that item, its node shared (no scan, no hash, no number read). */
+    /* JSON: the last object read at each shallow depth, and a text of each of its keys and
+     * values. Entries repeat their keys in the same order and many of their values: the next
+     * object at that depth is sized like it, and a key or value spelled exactly as the previous
+     * object's item at the same place is that item, its node shared (no scan, no hash, no
+     * number read). A shared item keeps the text it was first read from (the same bytes), so
+     * only items read anew record where their text lies. */
     Node *previous_object[JSON_HINT_DEPTH];
-    Span item_text[JSON_HINT_DEPTH][2][JSON_HINT_ITEMS];
+    Span item_text[JSON_HINT_DEPTH][JSON_HINT_ITEMS];
     /* Objects read so far: a value that holds one is never shared. Like orjson's, each of its
      * objects stays its own, and the stacks are told apart by their frame objects' identity. */
     Py_ssize_t objects_read;
-    uint8_t previous_side[JSON_HINT_DEPTH];
 } Machine;
 
 static Node NONE_NODE = {K_NONE, 0, 0, 0, {0}, NULL};
@@ -1431,15 +1431,38 @@ static Node *json_number(Machine *m) {
     return n;
 }
 
+static inline uint64_t load8(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* 0xff in the first ``n`` bytes (in memory order) of an 8-byte load at ``TEXT_MASKS + 8 - n``. */
+static const unsigned char TEXT_MASKS[16] = {255, 255, 255, 255, 255, 255, 255, 255};
+
+/* Whether the ``size`` bytes at ``a`` and ``b`` are equal. Items are mostly short (keys, ids,
+ * numbers, timestamps): up to 32 bytes are compared a word at a time, which needs 32 readable
+ * bytes at both; a libc call costs more than the comparison itself there. */
+static inline int same_text(const unsigned char *a, const unsigned char *b, Py_ssize_t size, Py_ssize_t room) {
+    if (room < 32 || size > 32) return memcmp(a, b, (size_t)size) == 0;
+    if (size <= 8) return ((load8(a) ^ load8(b)) & load8(TEXT_MASKS + 8 - size)) == 0;
+    /* The last word first: numbers that differ (times, counters) mostly differ at the end. */
+    if (load8(a + size - 8) != load8(b + size - 8)) return 0;
+    for (Py_ssize_t i = 0; i < size - 8; i += 8)
+        if (load8(a + i) != load8(b + i)) return 0;
+    return 1;
+}
+
 /* The previous object's item (key or value) at ``index``, whose text is ``before[index]``, when
  * the text at the current position spells it exactly and ends where it ended (a number followed
  * by more digits is another number); NULL otherwise. Its text was read as a whole JSON string or
- * value, so equal text is an equal item. */
+ * value, so equal text is an equal item. The remembered text lies before the current position,
+ * so whatever is readable from here is readable there. */
 static inline Node *json_previous_item(Machine *m, const Node *previous, const Span *before, Py_ssize_t index) {
     if (previous == NULL || index >= previous->u.seq.n || index >= JSON_HINT_ITEMS) return NULL;
     Py_ssize_t size = before[index].end - before[index].start;
-    if (size <= 0 || m->len - m->pos <= size ||
-        memcmp(m->data + m->pos, m->data + before[index].start, (size_t)size) != 0)
+    Py_ssize_t room = m->len - m->pos;
+    if (size <= 0 || room <= size || !same_text(m->data + m->pos, m->data + before[index].start, size, room))
         return NULL;
     unsigned char after = m->data[m->pos + size];
     if (after != ',' && after != '}' && after != ']' && after != ':' && after > ' ') return NULL;
@@ -1464,37 +1487,37 @@ static Node *json_value(Machine *m, int depth) {
         }
         int hinted = object && depth < JSON_HINT_DEPTH;
         const Node *previous = hinted ? m->previous_object[depth] : NULL;
-        /* The previous object's item texts, and where this object's are recorded. */
-        const Span *before = hinted ? m->item_text[depth][m->previous_side[depth]] : NULL;
-        Span *now = hinted ? m->item_text[depth][!m->previous_side[depth]] : NULL;
+        /* The previous object's item texts; this object's replace them as its items are read. */
+        Span *texts = hinted ? m->item_text[depth] : NULL;
         if (previous != NULL && seq_reserve(m, n, previous->u.seq.n) < 0) return NULL;
         for (;;) {
             Node *key = NULL;
-            Span *text = NULL;
             if (object) {
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != '"') return NULL;
-                text = now != NULL && n->u.seq.n < JSON_HINT_ITEMS ? &now[n->u.seq.n] : NULL;
-                if (text != NULL) text->start = m->pos;
-                key = json_previous_item(m, previous, before, n->u.seq.n);
+                key = json_previous_item(m, previous, texts, n->u.seq.n);
                 if (key == NULL) {
-                    m->pos++;
+                    Py_ssize_t start = m->pos++;
                     key = json_string(m);
                     if (key == NULL) return NULL;
+                    if (texts != NULL && n->u.seq.n < JSON_HINT_ITEMS)
+                        texts[n->u.seq.n] = (Span){start, m->pos};
                 }
-                if (text != NULL) text->end = m->pos;
                 json_ws(m);
                 if (m->pos >= m->len || m->data[m->pos] != ':') return NULL;
                 m->pos++;
                 json_ws(m);
             }
-            text = now != NULL && n->u.seq.n + 1 < JSON_HINT_ITEMS ? &now[n->u.seq.n + 1] : NULL;
-            if (text != NULL) text->start = m->pos;
-            Py_ssize_t objects_before = m->objects_read;
-            Node *value = json_previous_item(m, previous, before, n->u.seq.n + 1);
-            if (value == NULL) value = json_value(m, depth + 1);
-            if (text != NULL) text->end = value != NULL && m->objects_read == objects_before ? m->pos : text->start;
-            if (value == NULL || seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
+            Node *value = json_previous_item(m, previous, texts, n->u.seq.n + 1);
+            if (value == NULL) {
+                Py_ssize_t start = m->pos, objects_before = m->objects_read;
+                value = json_value(m, depth + 1);
+                if (value == NULL) return NULL;
+                /* A value holding objects gets no text: it is never shared. */
+                if (texts != NULL && n->u.seq.n + 1 < JSON_HINT_ITEMS)
+                    texts[n->u.seq.n + 1] = (Span){start, m->objects_read == objects_before ? m->pos : start};
+            }
+            if (seq_reserve(m, n, object ? 2 : 1) < 0) return NULL;
             if (object) n->u.seq.items[n->u.seq.n++] = key;
             n->u.seq.items[n->u.seq.n++] = value;
             json_ws(m);
@@ -1502,10 +1525,7 @@ static Node *json_value(Machine *m, int depth) {
             c = m->data[m->pos++];
             if (c == ',') continue;
             if (c == (object ? '}' : ']')) {
-                if (hinted) {
-                    m->previous_object[depth] = n;
-                    m->previous_side[depth] = !m->previous_side[depth];
-                }
+                if (hinted) m->previous_object[depth] = n;
                 return n;
             }
             return NULL;

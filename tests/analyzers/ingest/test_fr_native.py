@@ -184,6 +184,24 @@ def test_json_entries_that_almost_repeat_the_previous_one_read_alike() -> None:
     assert compiled == len(variants) - 2
 
 
+def test_json_items_shared_over_several_entries_read_alike() -> None:
+    """A shared item is compared by the text it was first read from, entries later."""
+    records = [64, 64, 64, 65, 64, 640, 6, 64]
+    names = ["main", "main", "mainx", "main", "main", "m", "main", "main"]
+    entries = []
+    for index, (record, name) in enumerate(zip(records, names, strict=True)):
+        entry: dict[str, object] = {"record_id": record, "thread_name": name, "retired": True}
+        if index == 5:
+            entry = {"record_id": record}  # a shorter entry between longer ones
+        entries.append(entry)
+    text = json.dumps({"entries": entries}, separators=(",", ":")).encode()
+    assert not differences(text)
+    decoded = fr_native.decode(text, True, DIRECT)
+    assert decoded is not None
+    for field in ("record_id", "thread_name", "retired"):
+        assert decoded[1].direct.field(field).to_pylist() == [e.get(field) for e in entries], field
+
+
 def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
     good = pickle.dumps({"entries": [{"state": "completed", "thread_name": "main"}]}, protocol=2)
     # An encoded surrogate (Python's unpickler accepts it; Arrow strings cannot hold it).
