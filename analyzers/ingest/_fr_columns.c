@@ -297,6 +297,12 @@ static int utf8_check(const unsigned char *p, Py_ssize_t n) {
     int surrogate = 0;
     Py_ssize_t i = 0;
     while (i < n) {
+        /* Eight ASCII bytes at a time: dumps are almost all ASCII (names, paths, member lists). */
+        uint64_t word;
+        if (n - i >= 8 && (memcpy(&word, p + i, 8), (word & 0x8080808080808080ULL) == 0)) {
+            i += 8;
+            continue;
+        }
         unsigned char c = p[i];
         if (c < 0x80) {
             i++;

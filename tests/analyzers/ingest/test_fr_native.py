@@ -213,6 +213,26 @@ def test_surrogates_and_bad_utf8_follow_the_python_path() -> None:
     assert not differences(invalid)
 
 
+def test_utf8_read_alike_at_every_offset_of_a_long_string() -> None:
+    """ASCII is checked eight bytes at a time: what follows a run of it is still checked."""
+    for offset in range(20):
+        for inserted in (b"\xc3\xa9", b"\xe2\x82\xac", b"\xed\xa0\x80", b"\xff", b"\xc3", b"\xe2\x82"):
+            name = b"a" * offset + inserted + b"b" * 13
+            data = pickle.dumps({"entries": [{"state": "completed", "thread_name": "xxxx"}]}, protocol=2)
+            data = data.replace(b"\x04\x00\x00\x00xxxx", len(name).to_bytes(4, "little") + name)
+            assert name in data
+            assert not differences(data), (offset, inserted)
+            decoded = COMPILED.decode_pickle(data)
+            try:
+                expected = name.decode("utf-8")
+            except UnicodeDecodeError:
+                expected = None
+            if expected is None:
+                assert decoded is None, (offset, inserted)
+            else:
+                assert decoded is not None, (offset, inserted)
+
+
 # -- generated dumps: every field with values of many types --------------------------------
 
 _ANY_SCALAR = st.one_of(
