@@ -106,6 +106,7 @@ class _MemberText:
     ranks: tuple[int, ...]
     lookup: frozenset[int]
     values: pa.Array | None  # as int32, None when a rank does not fit (the general path reports it)
+    digest: bytes  # members_digest(ranks)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -125,7 +126,17 @@ def _member_text(text: str) -> _MemberText | None:
         values: pa.Array | None = pa.array(ranks, type=pa.int32())
     except (pa.ArrowInvalid, OverflowError):
         values = None
-    return _MemberText(ranks, frozenset(ranks), values)
+    return _MemberText(ranks, frozenset(ranks), values, members_digest(ranks))
+
+
+def members_digest(ranks: Sequence[int]) -> bytes:
+    """A digest of a member list, equal for equal lists however they were written.
+
+    Every dump of a large job lists the world's ranks: finalize tells the distinct lists apart
+    by their digests (16 bytes a row) instead of comparing the lists themselves (tens of KiB a
+    row, gigabytes in all at 16,384 ranks).
+    """
+    return hashlib.blake2b(",".join(map(str, ranks)).encode(), digest_size=16).digest()
 
 
 def _ranks_column(
@@ -1142,6 +1153,10 @@ def _config_table(config: Any, rel: str, rank: int | None) -> pa.Table:
         {
             **rows,
             "ranks": _ranks_column(texts, rows["ranks"]),
+            "ranks_digest": [
+                None if members is None else text.digest if text is not None else members_digest(members)
+                for text, members in zip(texts, rows["ranks"], strict=True)
+            ],
             "source_file": [rel] * n,
             "dumped_ranks": [[rank] if rank is not None else [] for _ in range(n)],
         },
@@ -1220,48 +1235,56 @@ class _EntryFacts:
         self.all_gathers = self.all_gathers.filter(kept) if self.all_gathers is not None else None
 
 
-# Rows of the dumps' group configs converted at a time: every dump of a large job lists the
-# world's ranks, so the configs grow with the square of the ranks (2.4 GB of member lists at
-# 16,384 ranks); a slice holds at most this many of them.
-CONFIG_SLICE_ROWS = 1024
-
-
 class _GroupConfigs:
     """The dumps' ``pg_config`` rows, each member list replaced by the id of its distinct value.
 
     ``rows`` holds every row but ``ranks``, with ``ranks_id`` (null for no list) and
-    ``ranks_max``; ``members[ranks_id]`` is the list. Read one slice at a time, each distinct
-    list is kept once however many dumps repeat it.
+    ``ranks_max``; ``members[ranks_id]`` is the list. Every dump of a large job repeats the
+    world's ranks, so the configs grow with the square of the ranks (1.2 GB of member lists at
+    16,384 ranks): rows are told apart by their lists' digests, and only the first row of each
+    distinct list is read.
     """
 
     def __init__(self, config: pa.Table, release_pages: Callable[[], None]) -> None:
-        self.members: list[list[int]] = []
-        known = pl.DataFrame(schema={"ranks": pl.List(pl.Int64), "ranks_id": pl.Int64})
-        rows: list[pl.DataFrame] = []
-        for offset in range(0, max(config.num_rows, 1), CONFIG_SLICE_ROWS):
-            frame = pl.from_arrow(config.slice(offset, CONFIG_SLICE_ROWS), rechunk=True)
-            assert isinstance(frame, pl.DataFrame)
-            frame = frame.with_columns(pl.col("ranks").cast(pl.List(pl.Int64)))
-            new = (
-                frame.select("ranks")
-                .drop_nulls()
-                .unique(maintain_order=True)
-                .join(known, on="ranks", how="anti")
-                .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("ranks_id") + len(self.members))
-            )
-            self.members.extend(new["ranks"].to_list())
-            known = pl.concat([known, new])
-            rows.append(
-                frame.with_columns(pl.col("ranks").list.max().alias("ranks_max"))
-                .join(known, on="ranks", how="left", maintain_order="left")
-                .drop("ranks")
-            )
-            release_pages()
-        self.rows = pl.concat(rows)
+        ranks = config.column("ranks")
+        digests = pc.if_else(pc.is_null(ranks), pa.scalar(None, pa.binary()), config.column("ranks_digest"))
+        if digests.null_count > ranks.null_count:
+            digests = _digests_filled(ranks, digests)  # rows from elsewhere than _config_table
+        rest = config.drop_columns(["ranks"])
+        frame = pl.from_arrow(
+            rest.set_column(rest.schema.get_field_index("ranks_digest"), "ranks_digest", digests)
+        )
+        assert isinstance(frame, pl.DataFrame)
+        firsts = (
+            frame.with_row_index("_row")
+            .filter(pl.col("ranks_digest").is_not_null())
+            .unique("ranks_digest", keep="first", maintain_order=True)
+        )
+        self.members: list[list[int]] = ranks.take(pa.array(firsts["_row"], type=pa.uint32())).to_pylist()
+        known = pl.DataFrame(
+            {
+                "ranks_digest": firsts["ranks_digest"],
+                "ranks_id": pl.int_range(firsts.height, dtype=pl.Int64, eager=True),
+                "ranks_max": pl.Series([max(m) if m else None for m in self.members], dtype=pl.Int64),
+            }
+        )
+        release_pages()
+        self.rows = frame.join(known, on="ranks_digest", how="left", maintain_order="left").drop(
+            "ranks_digest"
+        )
 
     def lists(self, ids: Iterable[int | None]) -> list[list[int] | None]:
         """The member lists of ``ids`` (None for a row without one)."""
         return [self.members[i] if i is not None else None for i in ids]
+
+
+def _digests_filled(ranks: pa.ChunkedArray, digests: pa.ChunkedArray) -> pa.Array:
+    """``digests`` with the digest of every listed row that lacks one."""
+    filled = [
+        digest if digest is not None or members is None else members_digest(members)
+        for digest, members in zip(digests.to_pylist(), ranks.to_pylist(), strict=True)
+    ]
+    return pa.array(filled, type=pa.binary())
 
 
 def _finalize(

@@ -232,6 +232,11 @@ FR_GROUPS = _schema(
         pa.string(),
         "Dump whose pg_config described the group (per-file rows before cross-file merging; null after)",
     ),
+    col(
+        "ranks_digest",
+        pa.binary(),
+        "Digest of the member list, equal for equal lists (per-file rows before cross-file merging; null after)",
+    ),
 )
 
 FR_STATUS = _schema(

@@ -16,6 +16,7 @@ from tracecore.analyzers.ingest.base import NO_CLAIM, STRONG_CLAIM
 from tracecore.analyzers.ingest.flight_recorder import (
     FlightRecorderParser,
     _config_table,
+    _GroupConfigs,
     _stack_facts,
     _stack_key,
     _stacks_columns,
@@ -155,6 +156,37 @@ def test_group_config_members_read_alike_from_text_and_lists() -> None:
     # A member beyond int32 goes the general way: the schema check reports it, as before.
     with pytest.raises(SchemaMismatchError):
         _config_table({"0": {"name": "0", "ranks": "[0, 4294967296]"}}, "trace/rank_0", 0)
+
+
+def test_group_configs_number_equal_member_lists_alike() -> None:
+    # Rows are told apart by their lists' digests: however a list was written, equal lists get
+    # one id (in order of first appearance) and different ones never share it.
+    config = {
+        "0": {"name": "0", "desc": "default_pg", "ranks": "[0,  1,  2,  3]"},
+        "1": {"name": "1", "desc": "dp", "ranks": [1, 3]},
+        "2": {"name": "2", "desc": "tp", "ranks": "[]"},
+        "3": {"name": "3", "desc": "tp", "ranks": None},
+        "4": {"name": "4", "desc": "tp", "ranks": "[1,3]"},
+        "5": {"name": "5", "desc": "tp", "ranks": [0, 1, 2, 3]},
+        "6": {"name": "6", "desc": "tp", "ranks": "[3, 1]"},
+    }
+    table = pa.concat_tables(
+        [_config_table(config, "trace/rank_1", 1), _config_table(config, "trace/rank_3", 3)]
+    )
+    expected_ids = [0, 1, 2, None, 1, 0, 3] * 2
+    expected_max = [3, 3, None, None, 3, 3, 3] * 2
+    configs = _GroupConfigs(table, lambda: None)
+    assert configs.members == [[0, 1, 2, 3], [1, 3], [], [3, 1]]
+    assert configs.rows["ranks_id"].to_list() == expected_ids
+    assert configs.rows["ranks_max"].to_list() == expected_max
+    assert configs.rows["source_file"].to_list() == ["trace/rank_1"] * 7 + ["trace/rank_3"] * 7
+    # Rows without digests (written by something else) are digested from their lists.
+    undigested = table.set_column(
+        table.schema.get_field_index("ranks_digest"), "ranks_digest", pa.nulls(table.num_rows, pa.binary())
+    )
+    configs = _GroupConfigs(undigested, lambda: None)
+    assert configs.rows["ranks_id"].to_list() == expected_ids
+    assert configs.members == [[0, 1, 2, 3], [1, 3], [], [3, 1]]
 
 
 def test_hostname_bearing_names(tmp_path: Path) -> None:
