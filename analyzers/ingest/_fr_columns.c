@@ -263,6 +263,15 @@ static Node *memo_get(Machine *m, Py_ssize_t index) {
         if ((count) < 0 || m->len - m->pos < (Py_ssize_t)(count)) return NULL;                  \
     } while (0)
 
+/* Eight bytes at ``p`` as one (unaligned) load. */
+static inline uint64_t load8(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+#define BYTES_OF(b) (0x0101010101010101ULL * (uint64_t)(b))
+
 static inline uint64_t read_le(const unsigned char *p, int count) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     /* The common widths (opcode arguments, 8-byte LONG1 timestamps) as one load. */
@@ -272,11 +281,7 @@ static inline uint64_t read_le(const unsigned char *p, int count) {
         memcpy(&word, p, 4);
         return word;
     }
-    if (count == 8) {
-        uint64_t word;
-        memcpy(&word, p, 8);
-        return word;
-    }
+    if (count == 8) return load8(p);
 #endif
     uint64_t value = 0;
     for (int i = count - 1; i >= 0; i--) value = (value << 8) | p[i];
@@ -298,8 +303,7 @@ static int utf8_check(const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
         /* Eight ASCII bytes at a time: dumps are almost all ASCII (names, paths, member lists). */
-        uint64_t word;
-        if (n - i >= 8 && (memcpy(&word, p + i, 8), (word & 0x8080808080808080ULL) == 0)) {
+        if (n - i >= 8 && (load8(p + i) & BYTES_OF(0x80)) == 0) {
             i += 8;
             continue;
         }
@@ -1126,10 +1130,6 @@ static int hex4(const unsigned char *p, uint32_t *out) {
     return 0;
 }
 
-/* A string after its opening quote. Declines what orjson would refuse (raw control characters,
- * invalid UTF-8, lone surrogates): the Python path then decides what that text means. */
-#define BYTES_OF(b) (0x0101010101010101ULL * (uint64_t)(b))
-
 /* Whether any of the 8 bytes of ``w`` equals ``b`` / is below ``b`` (b <= 128): exact for "any",
  * which is all the string scan asks (the bit positions may be off after the first hit). */
 static inline uint64_t any_byte_is(uint64_t w, unsigned char b) {
@@ -1140,6 +1140,8 @@ static inline uint64_t any_byte_below(uint64_t w, unsigned char b) {
     return (w - BYTES_OF(b)) & ~w & BYTES_OF(0x80);
 }
 
+/* A string after its opening quote. Declines what orjson would refuse (raw control characters,
+ * invalid UTF-8, lone surrogates): the Python path then decides what that text means. */
 static Node *json_string(Machine *m) {
     Py_ssize_t start = m->pos, end = m->pos;
     int escaped = 0;
@@ -1147,8 +1149,7 @@ static Node *json_string(Machine *m) {
     /* Eight bytes at a time up to the first quote, backslash or control character (most of a
      * JSON dump's bytes are plain string text); the byte loop below takes it from there. */
     while (m->len - end >= 8) {
-        uint64_t w;
-        memcpy(&w, m->data + end, 8);
+        uint64_t w = load8(m->data + end);
         if (any_byte_is(w, '"') | any_byte_is(w, '\\') | any_byte_below(w, 0x20)) break;
         if (w & BYTES_OF(0x80)) high = 0x80;
         end += 8;
@@ -1259,8 +1260,7 @@ static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 /* Eight ASCII digits at ``p`` as their value, or -1 when any of the eight is not a digit.
  * Timestamps have 19 digits: two steps of eight instead of sixteen of one. */
 static inline int64_t eight_digits(const unsigned char *p) {
-    uint64_t w;
-    memcpy(&w, p, 8);
+    uint64_t w = load8(p);
     if ((((w & BYTES_OF(0xF0)) | (((w + BYTES_OF(0x06)) & BYTES_OF(0xF0)) >> 4))) != BYTES_OF(0x33)) return -1;
     w -= BYTES_OF('0');
     w = w * 10 + (w >> 8); /* little-endian: each byte pair's two digits as one value */
@@ -1435,12 +1435,6 @@ static Node *json_number(Machine *m) {
     if (n != NULL) n->u.f = PyOS_string_to_double(text, NULL, NULL);
     if (n != NULL && PyErr_Occurred()) return NULL;
     return n;
-}
-
-static inline uint64_t load8(const unsigned char *p) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
 }
 
 /* 0xff in the first ``n`` bytes (in memory order) of an 8-byte load at ``TEXT_MASKS + 8 - n``. */
