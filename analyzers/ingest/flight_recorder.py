@@ -1247,14 +1247,10 @@ class _GroupConfigs:
 
     def __init__(self, config: pa.Table, release_pages: Callable[[], None]) -> None:
         ranks = config.column("ranks")
-        digests = pc.if_else(pc.is_null(ranks), pa.scalar(None, pa.binary()), config.column("ranks_digest"))
-        if digests.null_count > ranks.null_count:
-            digests = _digests_filled(ranks, digests)  # rows from elsewhere than _config_table
-        rest = config.drop_columns(["ranks"])
-        frame = pl.from_arrow(
-            rest.set_column(rest.schema.get_field_index("ranks_digest"), "ranks_digest", digests)
-        )
+        frame = pl.from_arrow(config.drop_columns(["ranks"]))
         assert isinstance(frame, pl.DataFrame)
+        if frame["ranks_digest"].null_count() > ranks.null_count:  # rows from elsewhere than _config_table
+            frame = frame.with_columns(_digests_filled(ranks, frame["ranks_digest"]))
         firsts = (
             frame.with_row_index("_row")
             .filter(pl.col("ranks_digest").is_not_null())
@@ -1278,13 +1274,13 @@ class _GroupConfigs:
         return [self.members[i] if i is not None else None for i in ids]
 
 
-def _digests_filled(ranks: pa.ChunkedArray, digests: pa.ChunkedArray) -> pa.Array:
+def _digests_filled(ranks: pa.ChunkedArray, digests: pl.Series) -> pl.Series:
     """``digests`` with the digest of every listed row that lacks one."""
     filled = [
         digest if digest is not None or members is None else members_digest(members)
-        for digest, members in zip(digests.to_pylist(), ranks.to_pylist(), strict=True)
+        for digest, members in zip(digests.to_list(), ranks.to_pylist(), strict=True)
     ]
-    return pa.array(filled, type=pa.binary())
+    return pl.Series(digests.name, filled, dtype=pl.Binary)
 
 
 def _finalize(
